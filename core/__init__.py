@@ -1,0 +1,1 @@
+"""Model-side logic of the dashboard: no Dash imports here."""

@@ -1,0 +1,23 @@
+"""DETR outputs -> detections in original-image pixels."""
+from __future__ import annotations
+
+import torch
+
+
+def postprocess(logits: torch.Tensor, pred_boxes: torch.Tensor, size: tuple[int, int], id2label: dict,
+                threshold: float = 0.0) -> list[dict]:
+    """One image's [Q, C+1] logits and [Q, 4] normalised cxcywh boxes -> detections.
+
+    Score = softmax over classes including no-object, max over the real classes (DETR's own
+    convention). Boxes are x0, y0, x1, y1 in pixels of an image of size (width, height).
+    """
+    probs = logits.detach().float().softmax(-1)[:, :-1]
+    scores, labels = probs.max(-1)
+    w, h = size
+    cx, cy, bw, bh = pred_boxes.detach().float().unbind(-1)
+    boxes = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
+    return [
+        {"index": q, "label": id2label[int(labels[q])], "score": float(scores[q]),
+         "box": [round(float(v), 2) for v in boxes[q]]}
+        for q in range(len(scores)) if float(scores[q]) >= threshold
+    ]

@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.model import load_model
+from tests.tiny import tiny_detr
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A tiny DETR written with save_pretrained, with a preprocessor config for 64 px inputs."""
+    from core.images import write_preprocessor_config
+    path = tmp_path_factory.mktemp("tiny-detr")
+    tiny_detr().save_pretrained(path)
+    write_preprocessor_config(path, shortest_edge=64, longest_edge=128)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    """The tiny DETR loaded through the real loading code (a LoadedModel)."""
+    return load_model(str(tiny_dir), device="cpu")
+
+
+@pytest.fixture
+def rgb_image():
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
