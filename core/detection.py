@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from PIL import Image
 
 
 def postprocess(logits: torch.Tensor, pred_boxes: torch.Tensor, size: tuple[int, int], id2label: dict,
@@ -17,7 +18,23 @@ def postprocess(logits: torch.Tensor, pred_boxes: torch.Tensor, size: tuple[int,
     cx, cy, bw, bh = pred_boxes.detach().float().unbind(-1)
     boxes = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
     return [
-        {"index": q, "label": id2label[int(labels[q])], "score": float(scores[q]),
+        {"index": q, "label": id2label[int(labels[q])], "score": round(float(scores[q]), 6),
          "box": [round(float(v), 2) for v in boxes[q]]}
         for q in range(len(scores)) if float(scores[q]) >= threshold
     ]
+
+
+def detect(loaded, image: Image.Image) -> list[dict]:
+    """Every query's detection (no threshold: filtering is the caller's, and never re-runs the model)."""
+    with torch.inference_mode():
+        out = loaded.model(pixel_values=loaded.pixel_values(image))
+    return postprocess(out.logits[0], out.pred_boxes[0], image.size, loaded.id2label)
+
+
+def above(detections: list[dict], threshold: float) -> list[dict]:
+    return [d for d in detections if d["score"] >= threshold]
+
+
+def option_label(det: dict) -> str:
+    """How a detection is named everywhere: 'index: label (score)'."""
+    return f"{det['index']}: {det['label']} ({det['score']:.2f})"

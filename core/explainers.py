@@ -24,3 +24,21 @@ METHODS: dict[str, Method] = {}
 
 def register(method: Method) -> None:
     METHODS[method.name] = method
+
+
+# Registry entries (imported here, after register exists, so method modules never import this one).
+from core.gradcam import compute_cams  # noqa: E402
+
+register(Method("gradcam", "Grad-CAM", "cam", compute_cams, {"layer": None, "target": "class"}))
+register(Method("gradcam++", "Grad-CAM++", "cam", compute_cams, {"layer": None, "target": "class"}))
+
+from core.integrated_gradients import DEFAULTS as IG_DEFAULTS, compute_ig  # noqa: E402
+
+register(Method("ig", "Integrated Gradients", "ig", compute_ig, dict(IG_DEFAULTS)))
+
+from core.attention import compute_attention  # noqa: E402
+from core.relevance import compute_relevance  # noqa: E402
+
+register(Method("attention", "DETR attention", "attention", compute_attention, {"layer": -1}))
+register(Method("relevance", "Attention relevance (Chefer et al.)", "relevance", compute_relevance,
+                {"target": "class"}))

@@ -27,3 +27,80 @@ def write_preprocessor_config(out: Path, shortest_edge: int, longest_edge: int) 
         "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "do_pad": True,
     }
     (Path(out) / "preprocessor_config.json").write_text(json.dumps(config, indent=2))
+
+
+MAX_BYTES = 20 * 1024 * 1024   # size cap of an uploaded file (configurable)
+MAX_PIXELS = 40_000_000        # pixel cap: refuses decompression bombs before decoding
+MIN_SIDE = 16                  # smaller images carry too little for a detector
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+
+
+class ImageError(ValueError):
+    """An unusable image; the message is meant for the person who sent it."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB: 16/32-bit rescaled, transparency composited on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I") and arr.max() > 255 else max(float(arr.max()), 1.0)
+        if image.mode == "F":
+            arr = arr - arr.min()
+            top = max(float(arr.max()), 1e-12)
+        image = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Bytes of an uploaded file -> RGB image with EXIF orientation applied, or ImageError."""
+    from PIL import ImageOps, UnidentifiedImageError
+
+    if not data:
+        raise ImageError("The file is empty.")
+    if len(data) > max_bytes:
+        raise ImageError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
+    import io
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError("This file is not an image that can be read (use PNG, JPEG, WebP, BMP, TIFF or GIF).")
+    except Exception as err:  # noqa: BLE001 - PIL raises many kinds on hostile input
+        raise ImageError(f"The image could not be opened: {err}.")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"The image is {width}x{height} = {width * height / 1e6:.0f} megapixels; "
+                         f"the limit is {max_pixels / 1e6:.0f} megapixels.")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"The image is {width}x{height} pixels; it needs at least {MIN_SIDE} px on each side.")
+    try:
+        image.seek(0)  # animated GIF/WebP/TIFF: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except Exception:  # noqa: BLE001
+        raise ImageError("The image file is truncated or corrupt and could not be decoded.")
+
+
+def image_id(image: Image.Image) -> str:
+    """Content hash of the decoded pixels: the same picture gets the same id (and cached results)."""
+    import hashlib
+    digest = hashlib.sha256(f"{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def data_url(image: Image.Image, max_side: int = 1024) -> tuple[str, int, int]:
+    """A downscaled JPEG data URL for display (keeps what the browser receives small) and its size."""
+    import base64
+    import io
+    thumb = image.copy()
+    thumb.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), thumb.width, thumb.height

@@ -1,0 +1,1 @@
+"""Thin Dash callbacks: read inputs, call core/, hand results to components/."""

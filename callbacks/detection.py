@@ -1,0 +1,133 @@
+"""Upload / samples -> server-side image -> detection job -> threshold and picker filtering."""
+from __future__ import annotations
+
+import base64
+import os
+
+import numpy as np
+from dash import ALL, Input, Output, State, callback, ctx, html, no_update
+import dash_bootstrap_components as dbc
+
+from components import ids
+from components.figures import add_boxes, add_truth, image_figure
+from core import cache, service
+from core.detection import above, option_label
+from core.images import ImageError, data_url, decode_image
+from core.scenes import make_scene
+
+PHOTOS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "samples")
+SCENE_SEEDS = (1_000_003, 1_000_011, 1_000_017, 1_000_042)  # held-out seeds: never seen in training
+
+
+def sample_list(is_demo: bool) -> list[dict]:
+    """Gallery entries: generated scenes in demo mode, real photographs otherwise."""
+    if is_demo:
+        return [{"name": f"scene:{s}", "title": f"Scene {s}", "thumb": data_url(make_scene(s)[0], 64)[0]}
+                for s in SCENE_SEEDS]
+    return [{"name": f"photo:{f}", "title": f.split(".")[0], "thumb": f"/assets/samples/{f}"}
+            for f in sorted(os.listdir(PHOTOS_DIR)) if f.endswith(".jpg")]
+
+
+def _error(message: str):
+    return dbc.Alert(message, color="danger", dismissable=True, className="mt-2 mb-0 py-2")
+
+
+def _store(image, name: str, truth=None) -> dict:
+    return {"image_id": service.put_image(image), "width": image.width, "height": image.height,
+            "name": name, "truth": truth}
+
+
+@callback(Output(ids.IMAGE_STORE, "data"), Output(ids.UPLOAD_MESSAGE, "children"),
+          Input(ids.UPLOAD, "contents"), Input({"type": ids.SAMPLE, "name": ALL}, "n_clicks"),
+          Input(ids.NEW_SCENE, "n_clicks"), State(ids.UPLOAD, "filename"), prevent_initial_call=True)
+def load_image(contents, _samples, _new_scene, filename):
+    """Decode and validate in the web process (PIL only, no model); a bad file leaves the old image."""
+    trigger = ctx.triggered_id
+    if trigger == ids.NEW_SCENE:
+        seed = int(np.random.default_rng().integers(2_000_000, 3_000_000))  # held-out range
+        image, truth = make_scene(seed)
+        return _store(image, f"scene {seed}", truth), ""
+    if isinstance(trigger, dict):
+        if not ctx.triggered[0]["value"]:
+            return no_update, no_update
+        kind, name = trigger["name"].split(":", 1)
+        if kind == "scene":
+            image, truth = make_scene(int(name))
+            return _store(image, f"scene {name}", truth), ""
+        with open(os.path.join(PHOTOS_DIR, os.path.basename(name)), "rb") as f:
+            return _store(decode_image(f.read()), name), ""
+    if not contents:
+        return no_update, no_update
+    try:
+        data = base64.b64decode(contents.split(",", 1)[1] if "," in contents else "", validate=False)
+        image = decode_image(data, int(os.environ.get("DETR_MAX_UPLOAD_MB", 20)) * 2**20,
+                             int(os.environ.get("DETR_MAX_MEGAPIXELS", 40)) * 1_000_000)
+    except (ImageError, ValueError) as err:
+        return no_update, _error(f"{filename or 'The file'}: {err} The previous image is still shown.")
+    return _store(image, filename or "upload"), ""
+
+
+@callback(Output(ids.DETECTIONS_STORE, "data"), Input(ids.IMAGE_STORE, "data"), background=True,
+          running=[(Output(ids.DETECT_STATUS, "children"), [dbc.Spinner(size="sm"), " detecting..."], ""),
+                   (Output(ids.DETECT_CANCEL, "style"), {"display": "inline"}, {"display": "none"})],
+          cancel=[Input(ids.DETECT_CANCEL, "n_clicks")], prevent_initial_call=True)
+def run_detection(image):
+    """The model runs once per image (cached by model + image content), in a job process."""
+    service.job_process_setup()
+    try:
+        return {"image_id": image["image_id"], "detections": service.detections(image["image_id"])}
+    except Exception as err:  # noqa: BLE001 - shown in the card, the page keeps working
+        return {"image_id": image["image_id"], "detections": [], "error": f"Detection failed: {err}"}
+
+
+@callback(Output(ids.PICKER, "options"), Output(ids.PICKER, "value"), Output(ids.TABLE, "data"),
+          Output(ids.DETECTION_COUNT, "children"),
+          Input(ids.DETECTIONS_STORE, "data"), Input(ids.THRESHOLD, "value"), Input(ids.FIGURE, "clickData"),
+          Input(ids.TABLE, "active_cell"), State(ids.PICKER, "value"), State(ids.TABLE, "derived_viewport_data"))
+def filter_detections(result, threshold, click, cell, picked, table_rows):
+    """Threshold and picker only filter the stored detections: never a model call."""
+    if not result:
+        return [], None, [], ""
+    visible = above(result["detections"], threshold or 0)
+    options = [{"label": option_label(d), "value": d["index"]} for d in visible]
+    shown = {d["index"] for d in visible}
+    trigger = ctx.triggered_id
+    if trigger == ids.FIGURE and click:
+        point = click["points"][0]
+        picked = point.get("customdata", picked)
+    elif trigger == ids.TABLE and cell and table_rows:
+        picked = table_rows[cell["row"]]["index"]
+    elif trigger == ids.DETECTIONS_STORE:
+        picked = None
+    if picked not in shown:
+        picked = None
+    rows = [{"index": d["index"], "label": d["label"], "score": round(d["score"], 3),
+             "box": ", ".join(f"{v:.0f}" for v in d["box"])} for d in visible]
+    count = f"{len(visible)} of {len(result['detections'])} detections at confidence >= {threshold:.2f}"
+    if result.get("error"):
+        count = html.Span(result["error"], className="text-danger")
+    return options, picked, rows, count
+
+
+def _display_source(image_id: str):
+    return cache.memo(cache.key("display", image_id), lambda: data_url(service.get_image(image_id)))
+
+
+@callback(Output(ids.FIGURE, "figure"), Output(ids.TABLE, "style_data_conditional"),
+          Input(ids.DETECTIONS_STORE, "data"), Input(ids.THRESHOLD, "value"), Input(ids.PICKER, "value"),
+          Input(ids.SHOW_TRUTH, "value"), State(ids.IMAGE_STORE, "data"), prevent_initial_call=True)
+def draw_detections(result, threshold, picked, show_truth, image):
+    if not image or not result or result.get("image_id") != image["image_id"]:
+        return no_update, no_update
+    return detection_figure(image, result["detections"], threshold, picked, show_truth), [
+        {"if": {"filter_query": f"{{index}} = {picked}"}, "backgroundColor": "#fff3cd", "fontWeight": "bold"}
+    ] if picked is not None else []
+
+
+def detection_figure(image: dict, detections: list[dict], threshold: float, picked, show_truth: bool):
+    """Image + visible boxes (+ truth): also the base the explanation panels draw on."""
+    src, tw, th = _display_source(image["image_id"])
+    fig = image_figure(src, image["width"], image["height"], tw, th)
+    if show_truth and image.get("truth"):
+        add_truth(fig, image["truth"])
+    return add_boxes(fig, above(detections, threshold or 0), picked)

@@ -1,0 +1,1 @@
+"""Pure layout and figure builders (no model code)."""

@@ -1,0 +1,96 @@
+"""The page: controls card on the left, image and results in the main area, guide below."""
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import dash_table, dcc, html
+
+from components import ids
+from components.controls import with_tooltip
+from components.guide import guide
+
+
+def model_banner(info: dict):
+    if not info.get("fallback_reason"):
+        return html.Div(id=ids.MODEL_BANNER)
+    return dbc.Alert([html.B("Using the bundled demo model. "), info["fallback_reason"],
+                      " To use the real model: connect to the internet once and restart with "
+                      "--model facebook/detr-resnet-50 (it is cached afterwards)."],
+                     id=ids.MODEL_BANNER, color="warning", className="mb-3")
+
+
+def upload_card(info: dict, samples: list[dict]):
+    gallery = [
+        html.Button(html.Img(src=s["thumb"], alt=s["title"], style={"width": "64px", "height": "64px",
+                                                                      "objectFit": "cover"}),
+                    id={"type": ids.SAMPLE, "name": s["name"]}, title=s["title"], n_clicks=0,
+                    className="btn btn-outline-secondary p-1 me-1 mb-1")
+        for s in samples
+    ]
+    # demo-only controls exist in every mode (callbacks name them) but show only with the demo model
+    extra = [html.Div([dbc.Button("New scene", id=ids.NEW_SCENE, size="sm", color="secondary", className="mb-2"),
+                 dbc.Tooltip("Generate a fresh synthetic scene (held-out seed) with known true boxes.",
+                             target=ids.NEW_SCENE),
+                 dbc.Switch(id=ids.SHOW_TRUTH, label="Show ground-truth boxes", value=False),
+                 dbc.Tooltip("Draw the true boxes of a generated scene (dashed) to see where the model is right "
+                             "and wrong.", target=ids.SHOW_TRUTH)],
+                      style=None if info.get("is_demo") else {"display": "none"})]
+    return html.Div([
+        with_tooltip("Image", dcc.Upload(
+            id=ids.UPLOAD, accept="image/*", multiple=False,
+            children=html.Div(["Drag and drop or ", html.A("choose an image", href="#")]),
+            className="border border-2 rounded text-center p-3", style={"borderStyle": "dashed"}),
+            ids.UPLOAD, "Upload a PNG, JPEG, WebP, BMP, TIFF or GIF image (first frame). "
+                        "EXIF rotation is applied; the image stays on the server."),
+        html.Div(id=ids.UPLOAD_MESSAGE),
+        html.Div("Samples", className="form-label fw-semibold mb-1"),
+        html.Div(gallery, id=ids.SAMPLES, className="mb-2"),
+        *extra,
+    ])
+
+
+def detection_controls():
+    return html.Div([
+        with_tooltip("Confidence Threshold", dcc.Slider(
+            id=ids.THRESHOLD, min=0, max=1, step=0.01, value=0.7,
+            marks={v / 10: f"{v / 10:g}" for v in range(0, 11, 2)}, tooltip={"placement": "bottom"}),
+            ids.THRESHOLD, "Filter out detections with confidence below this value."),
+        with_tooltip("Pick a detection", dcc.Dropdown(id=ids.PICKER, options=[], placeholder="No detection yet",
+                                                       clearable=True),
+                     ids.PICKER, "Select which detected object to explain. Format shown as 'index: label (score)'."),
+    ])
+
+
+def detection_panel():
+    return dbc.Card(dbc.CardBody([
+        html.Div([html.Span(id=ids.DETECTION_COUNT, className="me-3"),
+                  html.Span(id=ids.DETECT_STATUS),
+                  dbc.Button("Cancel", id=ids.DETECT_CANCEL, size="sm", color="link", style={"display": "none"})],
+                 className="mb-2"),
+        dcc.Graph(id=ids.FIGURE, config={"displaylogo": False, "scrollZoom": False},
+                  figure={"layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                     "annotations": [{"text": "Upload an image or pick a sample", "showarrow": False,
+                                                      "font": {"size": 16}}], "height": 360}}),
+        dash_table.DataTable(
+            id=ids.TABLE, columns=[{"name": n, "id": i} for n, i in
+                                   [("query", "index"), ("label", "label"), ("score", "score"), ("box (px)", "box")]],
+            data=[], page_size=10, sort_action="native", cell_selectable=True,
+            style_cell={"fontFamily": "monospace", "fontSize": 13, "padding": "2px 8px"},
+            style_header={"fontWeight": "bold"}),
+    ]), className="mb-3")
+
+
+def page(info: dict, samples: list[dict], controls: list = (), panels: list = (), extra_choices=()):
+    """The whole page. `controls` / `panels`: the cards each feature adds (left column / main area)."""
+    return dbc.Container([
+        dcc.Store(id=ids.IMAGE_STORE), dcc.Store(id=ids.DETECTIONS_STORE),
+        html.H3("DETR Interpretability Dashboard", className="mt-3"),
+        html.P(f"What an object-detection transformer sees, and how sure it is. Model: {info['name']}",
+               className="text-muted"),
+        model_banner(info),
+        dbc.Row([
+            dbc.Col(dbc.Card(dbc.CardBody([upload_card(info, samples), html.Hr(), detection_controls(), *controls])),
+                    md=4, lg=3),
+            dbc.Col([detection_panel(), *panels], md=8, lg=9),
+        ]),
+        guide(extra_choices),
+    ], fluid=True, className="pb-5")

@@ -1,0 +1,357 @@
+"""MC-Dropout uncertainty for DETR detections: T stochastic passes, statistics per query slot.
+
+How it stays fast: the backbone (ResNet, no dropout, ~85% of a forward) runs once
+(`backbone_features`, cacheable); only the encoder, decoder and heads run T times, batched in
+chunks. How it stays thread-safe: the shared model is never touched; a private structural copy of
+its transformer (same parameter tensors, own modules, so its train flag and dropout rates are its
+own) runs in train mode, and its dropout masks come from private per-sample generators through a
+thread-local torch function mode, so neither the global RNG nor other threads are involved.
+
+Choices (documented for callers):
+- Dropout sites: p replaces the rate wherever DETR uses `config.dropout` (encoder input, after
+  attention and after the FFN in every layer): the only dropout DETR trains with. Activation and
+  attention-probability dropout (0 in DETR configs) are turned off, so p alone sets the noise and
+  p = 0 is exactly the deterministic model. The trained rate is `trained_dropout(loaded)`.
+- Masks are a function of (seed, sample index) only, not of chunking or threads: the same seed
+  gives the same samples at any chunk size, and the fast and naive paths give identical samples.
+- Per-sample score of a detection: the softmax probability (classes incl. no-object) of the
+  deterministic detection's label, so a sample that changes its mind shows a low score.
+  Variation ratio uses each sample's own top real class. Entropy and mutual information are over
+  the full distribution incl. no-object, in nats.
+- Statistics are computed for ALL query slots; callers filter by the deterministic `score`, so a
+  threshold slider never re-runs sampling (`above_threshold_fraction` is for `threshold`, and
+  `above_threshold_fraction(scores, t)` recomputes it for another).
+- Identity across samples: by query slot (top-level keys) and by Hungarian matching of each
+  sample's slots to the deterministic slots with DETR's matching cost (class 1, L1 5, GIoU 2)
+  (the "matched" sub-dict); `slot_swap_fraction` = fraction of samples where the two disagree.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+from core.detection import postprocess
+from core.explanation import Progress
+
+MAX_SAMPLES = 100
+MAX_P = 0.9
+MATCH_WEIGHTS = (1.0, 5.0, 2.0)  # DETR's HungarianMatcher: class, L1, GIoU
+
+
+@dataclass
+class BackboneFeatures:
+    """The deterministic part of a forward, for one image: what the encoder consumes."""
+
+    embeds: torch.Tensor   # [1, S, d] projected, flattened feature map
+    mask: torch.Tensor     # [1, S] 1 = real pixel feature
+    pos: torch.Tensor      # [1, S, d] spatial position embeddings
+    grid: tuple[int, int]  # feature map (height, width), S = height * width
+
+
+def trained_dropout(loaded) -> float:
+    """The dropout rate the model was trained with."""
+    return float(loaded.model.config.dropout)
+
+
+@torch.no_grad()
+def backbone_features(loaded, pixel_values: torch.Tensor) -> BackboneFeatures:
+    """Backbone + input projection + position embeddings of a [1, 3, H, W] input, as DetrModel does."""
+    detr = loaded.model.model
+    batch, _, height, width = pixel_values.shape
+    pixel_mask = torch.ones((batch, height, width), device=pixel_values.device, dtype=torch.long)
+    feature_map, mask = detr.backbone(pixel_values, pixel_mask)[-1]
+    embeds = detr.input_projection(feature_map).flatten(2).transpose(1, 2)
+    pos = detr.position_embedding(shape=feature_map.shape, device=pixel_values.device, dtype=pixel_values.dtype,
+                                  mask=mask).flatten(2).transpose(1, 2)
+    return BackboneFeatures(embeds, mask.flatten(1), pos, tuple(feature_map.shape[-2:]))
+
+
+class _Transformer(nn.Module):
+    """Encoder, decoder and heads of a DetrForObjectDetection, run from backbone features."""
+
+    def __init__(self, detr):
+        super().__init__()
+        self.encoder, self.decoder = detr.model.encoder, detr.model.decoder
+        self.query_position_embeddings = detr.model.query_position_embeddings
+        self.class_labels_classifier, self.bbox_predictor = detr.class_labels_classifier, detr.bbox_predictor
+
+    def forward(self, features: BackboneFeatures, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n, Q, C+1] logits and [n, Q, 4] boxes: n passes over the same features."""
+        mask, pos = features.mask.expand(n, -1), features.pos.expand(n, -1, -1)
+        encoded = self.encoder(inputs_embeds=features.embeds.expand(n, -1, -1), attention_mask=mask,
+                               spatial_position_embeddings=pos).last_hidden_state
+        query_pos = self.query_position_embeddings.weight.unsqueeze(0).repeat(n, 1, 1)
+        hidden = self.decoder(inputs_embeds=torch.zeros_like(query_pos), encoder_hidden_states=encoded,
+                              encoder_attention_mask=mask, spatial_position_embeddings=pos,
+                              object_queries_position_embeddings=query_pos).last_hidden_state
+        return self.class_labels_classifier(hidden), self.bbox_predictor(hidden).sigmoid()
+
+
+def _private_copy(module: nn.Module, p: float, attention: str | None = None) -> nn.Module:
+    """A copy of `module` in train mode with dropout rate p, sharing its parameter tensors.
+
+    Parameters and buffers map to themselves (no weight copy; nothing writes them under no_grad);
+    hook dicts map to empty ones, so hooks other requests put on the shared model never fire here.
+    `attention` switches the copy's attention implementation (its config is its own).
+    """
+    memo = {id(t): t for t in [*module.parameters(), *module.buffers()]}
+    for m in module.modules():
+        for key, value in vars(m).items():
+            if "hooks" in key and isinstance(value, dict):
+                memo[id(value)] = type(value)()
+    private = copy.deepcopy(module, memo).train()
+    for m in private.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+        for key, rate in (("dropout", p), ("activation_dropout", 0.0), ("attention_dropout", 0.0)):
+            if isinstance(getattr(m, key, None), float):
+                setattr(m, key, rate)
+        if attention and getattr(m, "config", None) is not None:
+            m.config._attn_implementation = attention
+    return private
+
+
+def _sample_seeds(seed: int, samples: int) -> list[int]:
+    return [int(s.generate_state(1, np.uint64)[0] >> 1) for s in np.random.SeedSequence(seed).spawn(samples)]
+
+
+class _SampleDropout(TorchFunctionMode):
+    """Serves F.dropout (in this thread only) from one private generator per sample.
+
+    `rows` names the sample index of each batch element of the current forward; each element's
+    mask comes from its sample's generator, in call order, so masks do not depend on batching.
+    """
+
+    def __init__(self, seed: int, samples: int, device):
+        super().__init__()
+        self.generators = [torch.Generator(device).manual_seed(s) for s in _sample_seeds(seed, samples)]
+        self.rows: list[int] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.dropout:
+            return func(*args, **kwargs)
+        x, p = args[0], kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+        training, inplace = kwargs.get("training", True), kwargs.get("inplace", False)
+        if not training or p == 0:
+            return x
+        if x.shape[0] != len(self.rows):
+            raise RuntimeError(f"dropout input batch {x.shape[0]} != {len(self.rows)} samples")
+        keep = 1.0 - p
+        mask = torch.stack([torch.empty(x.shape[1:], dtype=x.dtype, device=x.device)
+                            .bernoulli_(keep, generator=self.generators[r]) for r in self.rows])
+        return x.mul_(mask).div_(keep) if inplace else x * mask / keep
+
+
+def default_chunk(device) -> int:
+    """Passes per batch: measured flat per pass on CPU up to ~4-8 then slower (cache); GPUs gain from more."""
+    return 25 if torch.device(device).type == "cuda" else 4
+
+
+def _check(samples: int, p: float, chunk: int) -> None:
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise ValueError(f"samples must be 1..{MAX_SAMPLES}, got {samples}")
+    if not 0.0 <= p <= MAX_P:
+        raise ValueError(f"dropout probability must be 0..{MAX_P}, got {p}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+
+
+def _transformer_copy(loaded, p: float) -> nn.Module:
+    # SDPA: sampling needs no attention maps, and fused attention is faster than eager and never
+    # holds the [chunk, heads, S, S] attention weights
+    return _private_copy(_Transformer(loaded.model), p, attention="sdpa")
+
+
+def _sample(private: nn.Module, features: BackboneFeatures, samples: int, seed: int, chunk: int,
+            progress: Progress | None) -> tuple[torch.Tensor, torch.Tensor]:
+    noise = _SampleDropout(seed, samples, features.embeds.device)
+    logits, boxes = [], []
+    for start in range(0, samples, chunk):
+        noise.rows = list(range(start, min(samples, start + chunk)))
+        with noise:
+            out = private(features, len(noise.rows))
+        logits.append(out[0])
+        boxes.append(out[1])
+        if progress:
+            progress(noise.rows[-1] + 1, samples)
+    return torch.cat(logits), torch.cat(boxes)
+
+
+@torch.no_grad()
+def sample_from_features(loaded, features: BackboneFeatures, samples: int = 30, p: float = 0.1, seed: int = 0,
+                         chunk: int | None = None, progress: Progress | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """[T, Q, C+1] logits and [T, Q, 4] normalised cxcywh boxes of T dropout passes, `chunk` at a time."""
+    chunk = default_chunk(features.embeds.device) if chunk is None else chunk
+    _check(samples, p, chunk)
+    return _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress)
+
+
+# ---- statistics (pure numpy) -------------------------------------------------------------------
+
+def _entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy (nats) over the last axis, with 0 log 0 = 0."""
+    return -np.sum(probs * np.log(np.where(probs > 0, probs, 1.0)), -1)
+
+
+def uncertainty(probs: np.ndarray) -> dict[str, np.ndarray]:
+    """probs [T, ..., K] (softmax incl. no-object as the last class) -> arrays [...]:
+
+    entropy = H[mean_t p_t]; mutual_information = H[mean_t p_t] - mean_t H[p_t];
+    variation_ratio = 1 - (count of the modal top real class) / T.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    entropy = _entropy(probs.mean(0))
+    top = probs[..., :-1].argmax(-1)
+    counts = (top[..., None] == np.arange(probs.shape[-1] - 1)).sum(0)
+    return {"entropy": entropy,
+            "mutual_information": np.maximum(entropy - _entropy(probs).mean(0), 0.0),
+            "variation_ratio": 1.0 - counts.max(-1) / probs.shape[0],
+            "top_labels": top}
+
+
+def above_threshold_fraction(scores, threshold: float) -> float:
+    return float(np.mean(np.asarray(scores) >= threshold))
+
+
+def to_pixels(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Normalised cxcywh -> x0, y0, x1, y1 in pixels of an image of size (width, height)."""
+    w, h = size
+    cx, cy, bw, bh = np.moveaxis(np.asarray(boxes, dtype=np.float64), -1, 0)
+    return np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
+
+
+def _giou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise generalised IoU of xyxy boxes [N, 4] x [M, 4]."""
+    area_a, area_b = np.prod(a[:, 2:] - a[:, :2], -1), np.prod(b[:, 2:] - b[:, :2], -1)
+    inter = np.prod(np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]),
+                            0, None), -1)
+    union = area_a[:, None] + area_b[None] - inter
+    hull = np.prod(np.maximum(a[:, None, 2:], b[None, :, 2:]) - np.minimum(a[:, None, :2], b[None, :, :2]), -1)
+    return inter / np.maximum(union, 1e-12) - (hull - union) / np.maximum(hull, 1e-12)
+
+
+def match_slots(det_boxes: np.ndarray, labels: np.ndarray, probs: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """For each sample, the slot matched to each deterministic slot: [T, Q] (Hungarian, DETR's cost).
+
+    det_boxes [Q, 4] and boxes [T, Q, 4] normalised cxcywh; labels [Q] deterministic labels;
+    probs [T, Q, K]. Cost(i, j) = -p_j(label_i) + 5 L1(box_i, box_j) - 2 GIoU(box_i, box_j).
+    """
+    w_class, w_l1, w_giou = MATCH_WEIGHTS
+    det_xyxy = to_pixels(det_boxes, (1, 1))
+    slots = np.empty(probs.shape[:2], dtype=np.int64)
+    for t in range(probs.shape[0]):
+        cost = (-w_class * probs[t][:, labels].T + w_l1 * np.abs(det_boxes[:, None] - boxes[t][None]).sum(-1)
+                - w_giou * _giou(det_xyxy, to_pixels(boxes[t], (1, 1))))
+        rows, cols = linear_sum_assignment(cost)
+        slots[t, rows] = cols
+    return slots
+
+
+def _identity_stats(probs: np.ndarray, boxes_px: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Per-slot statistics of samples already aligned to the deterministic slots: arrays over Q."""
+    scores = np.take_along_axis(probs, labels[None, :, None], -1)[..., 0]  # [T, Q]
+    centred = boxes_px - boxes_px.mean(0)
+    return {"scores": scores.T, "score_mean": scores.mean(0), "score_std": scores.std(0),
+            "above_threshold_fraction": (scores >= threshold).mean(0),
+            "box_mean": boxes_px.mean(0), "box_std": boxes_px.std(0),
+            "box_cov": np.einsum("tqi,tqj->qij", centred, centred) / probs.shape[0],
+            "sampled_boxes": boxes_px.transpose(1, 0, 2), **uncertainty(probs)}
+
+
+def _floats(a) -> list:
+    return np.asarray(a, dtype=np.float64).round(6).tolist()
+
+
+def summarize(det_logits: torch.Tensor, det_boxes: torch.Tensor, logits: torch.Tensor, boxes: torch.Tensor,
+              image_size: tuple[int, int], id2label: dict, threshold: float = 0.7) -> list[dict]:
+    """Per-query statistics (all Q slots, in slot order) of T samples against the deterministic pass.
+
+    det_logits [Q, C+1], det_boxes [Q, 4], logits [T, Q, C+1], boxes [T, Q, 4] (normalised cxcywh).
+    """
+    detections = postprocess(det_logits, det_boxes, image_size, id2label)
+    det_probs = det_logits.float().softmax(-1).cpu().numpy()
+    labels = det_probs[:, :-1].argmax(-1)
+    probs = logits.float().softmax(-1).cpu().numpy().astype(np.float64)
+    norm = boxes.float().cpu().numpy().astype(np.float64)
+    slots = match_slots(det_boxes.float().cpu().numpy().astype(np.float64), labels, probs, norm)
+    t_idx = np.arange(probs.shape[0])[:, None]
+    by_slot = _identity_stats(probs, to_pixels(norm, image_size), labels, threshold)
+    matched = _identity_stats(probs[t_idx, slots], to_pixels(norm[t_idx, slots], image_size), labels, threshold)
+    swaps = (slots != np.arange(slots.shape[1])).mean(0)
+
+    def one(stats: dict, q: int) -> dict:
+        out = {k: (float(v[q]) if np.ndim(v[q]) == 0 else _floats(v[q])) for k, v in stats.items() if k != "top_labels"}
+        names, counts = np.unique(stats["top_labels"][:, q], return_counts=True)
+        out["label_counts"] = {id2label[int(n)]: int(c) for n, c in zip(names, counts)}
+        return out
+
+    for det in detections:
+        q = det["index"]
+        det.update(label_id=int(labels[q]), **one(by_slot, q), slot_swap_fraction=float(swaps[q]))
+        det["matched"] = {**one(matched, q), "slots": slots[:, q].tolist()}
+    return detections
+
+
+def _result(loaded, det, samples_out, image_size, samples, p, seed, threshold) -> dict:
+    return {"samples": samples, "dropout": p, "trained_dropout": trained_dropout(loaded), "seed": seed,
+            "threshold": threshold,
+            "detections": summarize(det[0][0], det[1][0], *samples_out, image_size, loaded.id2label, threshold)}
+
+
+def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], samples: int = 30,
+               p: float | None = None, seed: int = 0, threshold: float = 0.7, chunk: int | None = None,
+               progress: Progress | None = None, features: BackboneFeatures | None = None) -> dict:
+    """MC-Dropout statistics of every query slot of one image: a JSON-able dict.
+
+    pixel_values [1, 3, H, W]; image_size = original (width, height) for pixel boxes; p = None
+    uses the trained rate; chunk = passes per batch (bounds memory; None: `default_chunk`);
+    `features` (from `backbone_features`) skips the backbone.
+    Returns {"samples", "dropout", "trained_dropout", "seed", "threshold", "detections": [per
+    slot: index, label, label_id, score, box (deterministic), scores, score_mean, score_std,
+    entropy, mutual_information, variation_ratio, label_counts, box_mean, box_std, box_cov,
+    above_threshold_fraction, sampled_boxes, slot_swap_fraction, matched: {same keys + slots}]}.
+    """
+    p = trained_dropout(loaded) if p is None else float(p)
+    chunk = default_chunk(pixel_values.device) if chunk is None else chunk
+    _check(samples, p, chunk)
+    features = features if features is not None else backbone_features(loaded, pixel_values)
+    private = _transformer_copy(loaded, p)
+    with torch.no_grad():
+        det = private.eval()(features, 1)
+        out = _sample(private.train(), features, samples, seed, chunk, progress)
+    return _result(loaded, det, out, image_size, samples, p, seed, threshold)
+
+
+@torch.no_grad()
+def mc_dropout_naive(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], samples: int = 30,
+                     p: float | None = None, seed: int = 0, threshold: float = 0.7,
+                     progress: Progress | None = None) -> dict:
+    """Reference: a private copy of the whole model in train mode, T full forwards of batch 1.
+
+    Same masks as `mc_dropout` for the same seed (same per-sample generators), so the two agree.
+    """
+    p = trained_dropout(loaded) if p is None else float(p)
+    _check(samples, p, 1)
+    det = loaded.model(pixel_values)
+    private = _private_copy(loaded.model, p)
+    noise = _SampleDropout(seed, samples, pixel_values.device)
+    logits, boxes = [], []
+    for t in range(samples):
+        noise.rows = [t]
+        with noise:
+            out = private(pixel_values)
+        logits.append(out.logits)
+        boxes.append(out.pred_boxes)
+        if progress:
+            progress(t + 1, samples)
+    return _result(loaded, (det.logits, det.pred_boxes), (torch.cat(logits), torch.cat(boxes)), image_size,
+                   samples, p, seed, threshold)

@@ -1,0 +1,110 @@
+"""What the dashboard, the background jobs and the CLI call: one process-wide model and cached work.
+
+Images are kept server-side by content hash; detections and explanations are cached by model +
+image + parameters, so the browser holds only ids and a second person with the same image is
+served from the cache.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core import cache
+from core.detection import detect as run_detect
+from core.model import DEFAULT_MODEL, LoadedModel, load_model_or_demo
+
+_model: LoadedModel | None = None
+_lock = threading.Lock()
+_inference_ran = False  # read by forked job processes (see job_process_setup)
+
+
+def model() -> LoadedModel:
+    """This process' model, loaded once (after fork under gunicorn) from DETR_MODEL / DETR_DEVICE."""
+    global _model
+    with _lock:
+        if _model is None:
+            _model = load_model_or_demo(os.environ.get("DETR_MODEL", DEFAULT_MODEL),
+                                        os.environ.get("DETR_DEVICE") or None)
+        return _model
+
+
+def use_model(loaded: LoadedModel) -> None:
+    """Serve an already-loaded model (CLI and tests)."""
+    global _model
+    _model = loaded
+
+
+def job_process_setup() -> None:
+    """First thing in a forked job process. A child forked from a parent whose OpenMP pool has run
+    hangs in its first parallel op (measured); with one intra-op thread it does not. The web
+    process never runs the model itself, so normally jobs keep every core."""
+    if _inference_ran:
+        torch.set_num_threads(1)
+
+
+def _count_model_call() -> None:
+    global _inference_ran
+    _inference_ran = True
+    s = cache.store()
+    s.set("stats:model_calls", int(s.get("stats:model_calls", 0)) + 1)
+
+
+def model_calls() -> int:
+    """Model runs recorded by every process sharing the cache (tests: cached requests run none)."""
+    return int(cache.store().get("stats:model_calls", 0))
+
+
+def put_image(image: Image.Image) -> str:
+    from core.images import image_id
+    key = image_id(image)
+    cache.store().set("image:" + key, (image.size, np.asarray(image)))
+    return key
+
+
+def get_image(image_key: str) -> Image.Image:
+    stored = cache.store().get("image:" + image_key)
+    if stored is None:
+        raise KeyError("The image is no longer on the server (the cache was cleared). Please upload it again.")
+    return Image.fromarray(stored[1])
+
+
+def detections(image_key: str) -> list[dict]:
+    loaded = model()
+
+    def compute():
+        _count_model_call()
+        return run_detect(loaded, get_image(image_key))
+    return cache.memo(cache.key("detect", loaded.name, image_key), compute)
+
+
+def _explanation_key(image_key: str, query: int, method: str, params: dict) -> tuple[str, dict]:
+    from core.explainers import METHODS
+    spec = METHODS[method]
+    full = {**spec.defaults, **{k: v for k, v in (params or {}).items() if k in spec.defaults}}
+    return cache.key("explain", model().name, image_key, query, spec.family, full), full
+
+
+def explanation(image_key: str, query: int, method: str, params: dict, progress=None):
+    """One method's Explanation for one detection; a family's sibling methods are cached with it.
+
+    The key holds the family's full parameters (defaults filled in): asking with or without a
+    default gives the same entry."""
+    from core.explainers import METHODS
+    loaded, spec = model(), METHODS[method]
+    key, full = _explanation_key(image_key, query, method, params)
+
+    def compute():
+        _count_model_call()
+        pixels = loaded.pixel_values(get_image(image_key))
+        return spec.compute(loaded, pixels, query, full, progress)
+    return cache.memo(key, compute)[method]
+
+
+def cached_explanation(image_key: str, query: int, method: str, params: dict):
+    """The Explanation if some process has computed it, else None (never runs the model)."""
+    found = cache.store().get(_explanation_key(image_key, query, method, params)[0])
+    return None if found is None else found.get(method)

@@ -1,0 +1,112 @@
+"""Decoding and validation of every kind of upload a person may send."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.images import ImageError, decode_image, image_id
+
+
+def _encode(image, fmt, **kwargs):
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.default_rng(1)
+    return Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF", "WEBP"])
+def test_lossless_formats_round_trip_exactly(rgb, fmt):
+    kwargs = {"lossless": True} if fmt == "WEBP" else {}
+    out = decode_image(_encode(rgb, fmt, **kwargs))
+    assert out.mode == "RGB" and out.size == (60, 40)
+    assert np.array_equal(np.asarray(out), np.asarray(rgb))
+
+
+def test_jpeg_decodes_close_to_the_original(rgb):
+    smooth = rgb.resize((15, 10)).resize((60, 40), Image.BILINEAR)
+    out = np.asarray(decode_image(_encode(smooth, "JPEG", quality=95)), dtype=float)
+    assert np.abs(out - np.asarray(smooth, dtype=float)).mean() < 4
+
+
+def test_animated_gif_gives_its_first_frame():
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    out = np.asarray(decode_image(buf.getvalue()))
+    assert tuple(out[16, 16]) == (255, 0, 0)
+
+
+def test_exif_orientation_is_applied():
+    image = Image.new("RGB", (40, 20), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 0, 20, 20))  # white left half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    out = decode_image(_encode(image, "JPEG", exif=exif, quality=100))
+    assert out.size == (20, 40)
+    arr = np.asarray(out, dtype=float).mean(axis=(1, 2))
+    assert arr[:20].mean() > 200 and arr[20:].mean() < 50  # the white half is now on top
+
+
+def test_sixteen_bit_grayscale_is_rescaled_not_clipped():
+    ramp = (np.linspace(0, 65535, 64 * 32).reshape(32, 64)).astype(np.uint16)
+    out = np.asarray(decode_image(_encode(Image.fromarray(ramp), "PNG")))
+    assert out.shape == (32, 64, 3)
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
+    assert abs(int(out[16, 0, 0]) - round(ramp[16, 0] / 65535 * 255)) <= 1
+
+
+def test_cmyk_palette_grayscale_become_rgb(rgb):
+    for image in (rgb.convert("CMYK"), rgb.convert("P"), rgb.convert("L")):
+        fmt = "JPEG" if image.mode == "CMYK" else "PNG"
+        out = decode_image(_encode(image, fmt))
+        assert out.mode == "RGB" and out.size == (60, 40)
+    gray = np.asarray(decode_image(_encode(rgb.convert("L"), "PNG")))
+    assert np.array_equal(gray[..., 0], np.asarray(rgb.convert("L"))) and np.array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_transparency_is_composited_on_white():
+    image = Image.new("RGBA", (20, 20), (255, 0, 0, 0))  # fully transparent red
+    image.putpixel((0, 0), (255, 0, 0, 255))
+    out = np.asarray(decode_image(_encode(image, "PNG")))
+    assert tuple(out[5, 5]) == (255, 255, 255) and tuple(out[0, 0]) == (255, 0, 0)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"%PDF-1.4 not an image at all", "not an image"),
+])
+def test_unusable_bytes_are_refused_clearly(data, message):
+    with pytest.raises(ImageError, match=message):
+        decode_image(data)
+
+
+def test_truncated_file_is_refused(rgb):
+    data = _encode(rgb.resize((200, 200)), "PNG")
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_size_cap_pixel_cap_and_tiny_images(rgb):
+    data = _encode(rgb, "PNG")
+    with pytest.raises(ImageError, match="limit is"):
+        decode_image(data, max_bytes=len(data) - 1)
+    bomb = _encode(Image.new("L", (5000, 5000)), "PNG")  # 25 MP of zeros compresses to a few KB
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageError, match="megapixels"):
+        decode_image(bomb, max_pixels=20_000_000)
+    with pytest.raises(ImageError, match="at least 16 px"):
+        decode_image(_encode(rgb.resize((15, 40)), "PNG"))
+
+
+def test_image_id_is_a_content_hash(rgb):
+    same = decode_image(_encode(rgb, "PNG"))
+    assert image_id(same) == image_id(rgb)
+    other = rgb.copy()
+    other.putpixel((0, 0), (0, 0, 0) if rgb.getpixel((0, 0)) != (0, 0, 0) else (1, 1, 1))
+    assert image_id(other) != image_id(rgb)
