@@ -23,7 +23,10 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     settings = settings or Settings()
     settings.export()
     from app.background import make_manager
-    from callbacks import detection, explain  # noqa: F401 - registers the callbacks
+    from callbacks import compare, detection, explain, uncertainty  # noqa: F401 - registers the callbacks
+    from components.uncertainty import GUIDE as UNCERTAINTY_GUIDE, uncertainty_controls, uncertainty_panel
+    from components.compare import compare_panel
+    from core.compare import NORMALISATIONS
     from components.explain import explain_controls, explain_panel
     from components.layout import page
     from core.baselines import BASELINES
@@ -33,8 +36,11 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     app = dash.Dash(__name__, title="DETR Interpretability Dashboard", assets_folder=str(ROOT / "assets"),
                     external_stylesheets=[BOOTSTRAP_URL], background_callback_manager=make_manager(
                         settings.redis_url), suppress_callback_exceptions=False)
-    controls = [explain_controls(info["layers"], info["default_layer"], BASELINES)]
-    app.layout = lambda: page(info, samples, controls=controls, panels=[explain_panel()])
+    controls = [explain_controls(info["layers"], info["default_layer"], BASELINES),
+                uncertainty_controls(info["trained_dropout"])]
+    app.layout = lambda: page(info, samples, controls=controls,
+                              panels=[explain_panel(), uncertainty_panel(), compare_panel(NORMALISATIONS)],
+                              extra_choices=UNCERTAINTY_GUIDE)
     _serve_bootstrap(app.server)
     return app
 

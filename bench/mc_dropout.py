@@ -27,7 +27,7 @@ from core.scenes import make_scene
 
 def r50_random() -> LoadedModel:
     from transformers import DetrConfig, DetrForObjectDetection
-    config = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False)
+    config = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False, num_labels=91)  # COCO-sized head
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     model = DetrForObjectDetection(config).eval().requires_grad_(False)

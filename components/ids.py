@@ -36,3 +36,43 @@ EXPLAIN_PROGRESS = "explain-progress"
 EXPLAIN_RESULT = "explain-result"
 EXPLAIN_FIGURE = "explain-figure"
 EXPLAIN_INFO = "explain-info"
+
+# compare view
+COMPARE = "compare"
+COMPARE_CANCEL = "compare-cancel"
+COMPARE_PROGRESS = "compare-progress"
+COMPARE_NORM = "compare-norm"
+COMPARE_INFO = "compare-info"
+COMPARE_GRID = "compare-grid"
+COMPARE_PANEL = "compare-panel"         # pattern-matching id: {"type": COMPARE_PANEL, "method": ...}
+COMPARE_TABLE = "compare-table"
+COMPARE_TABLE_GROUP = "compare-table-group"
+COMPARE_RESULT = "compare-result"       # a reference: the comparison stays in the server-side cache
+COMPARE_IG_CHOSEN = "compare-ig-chosen"  # which IG controls the person has touched
+COMPARE_EXPORT_PNG = "compare-export-png"
+COMPARE_EXPORT_JSON = "compare-export-json"
+COMPARE_DOWNLOAD_PNG = "compare-download-png"
+COMPARE_DOWNLOAD_JSON = "compare-download-json"
+SANITY = "sanity"
+SANITY_CANCEL = "sanity-cancel"
+SANITY_PROGRESS = "sanity-progress"
+SANITY_RESULT = "sanity-result"
+SANITY_FIGURE = "sanity-figure"
+SANITY_INFO = "sanity-info"
+
+# uncertainty (MC Dropout)
+MC_SAMPLES = "mc-samples"
+MC_DROPOUT = "mc-dropout"
+MC_DROPOUT_NOTE = "mc-dropout-note"
+MC_TRAINED = "mc-trained-dropout"     # store: the loaded model's trained dropout rate
+MC_SEED = "mc-seed"
+MC_RUN = "mc-run"
+MC_CANCEL = "mc-cancel"
+MC_PROGRESS = "mc-progress"
+MC_RESULT = "mc-result"               # a reference: the samples stay in the server-side cache
+MC_IDENTITY = "mc-identity"
+MC_INFO = "uncertainty-info"
+MC_FIGURE = "uncertainty-figure"
+MC_DETAIL = "uncertainty-detail"
+MC_HISTOGRAM = "uncertainty-histogram"
+MC_STATS = "uncertainty-stats"

@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import pickle
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,7 +44,8 @@ class DiskStore:
 class RedisStore:
     def __init__(self, url: str, ttl: int = 24 * 3600):
         import redis
-        self._redis = redis.Redis.from_url(url)
+        # bounded waits: a request must fail with a message, not hang, when Redis goes away
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
         self.ttl = ttl
 
     def get(self, k: str, default=None):
@@ -77,10 +80,45 @@ def reset() -> None:
     _store = None
 
 
+class ResultUnavailable(RuntimeError):
+    """memo() under only_cached() found no entry (the message says why the work cannot be done)."""
+
+
+class _OnlyCached:
+    def __init__(self, reason: str):
+        self.reason, self.missed = reason, False
+
+
+_only_cached: ContextVar[_OnlyCached | None] = ContextVar("only_cached", default=None)
+
+
+@contextmanager
+def only_cached(reason: str):
+    """Within it, memo() answers from the cache and raises ResultUnavailable(reason) on a miss
+    instead of computing; `.missed` tells afterwards whether anything was missing. The web
+    process answers fully cached jobs this way without starting one, and turns a lost job into
+    the callback's own error message (app/background.py)."""
+    state = _OnlyCached(reason)
+    token = _only_cached.set(state)
+    try:
+        yield state
+    finally:
+        _only_cached.reset(token)
+
+
 def memo(k: str, compute: Callable[[], Any]) -> Any:
     """The cached value of `k`, computing and storing it on a miss."""
-    value = store().get(k, _MISSING)
+    limited = _only_cached.get()
+    try:
+        value = store().get(k, _MISSING)
+    except Exception:
+        if limited is not None:
+            limited.missed = True
+        raise
     if value is _MISSING:
+        if limited is not None:
+            limited.missed = True
+            raise ResultUnavailable(limited.reason)
         value = compute()
         store().set(k, value)
     return value

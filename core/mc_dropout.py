@@ -2,7 +2,7 @@
 
 How it stays fast: the backbone (ResNet, no dropout, ~85% of a forward) runs once
 (`backbone_features`, cacheable); only the encoder, decoder and heads run T times, batched in
-chunks. How it stays thread-safe: the shared model is never touched; a private structural copy of
+chunks, with fused (SDPA) attention since sampling needs no attention maps. How it stays thread-safe: the shared model is never touched; a private structural copy of
 its transformer (same parameter tensors, own modules, so its train flag and dropout rates are its
 own) runs in train mode, and its dropout masks come from private per-sample generators through a
 thread-local torch function mode, so neither the global RNG nor other threads are involved.
@@ -17,7 +17,8 @@ Choices (documented for callers):
 - Per-sample score of a detection: the softmax probability (classes incl. no-object) of the
   deterministic detection's label, so a sample that changes its mind shows a low score.
   Variation ratio uses each sample's own top real class. Entropy and mutual information are over
-  the full distribution incl. no-object, in nats.
+  the full distribution incl. no-object, in nats. Spreads (std, covariance) are over the T
+  samples (ddof = 0).
 - Statistics are computed for ALL query slots; callers filter by the deterministic `score`, so a
   threshold slider never re-runs sampling (`above_threshold_fraction` is for `threshold`, and
   `above_threshold_fraction(scores, t)` recomputes it for another).
@@ -230,12 +231,12 @@ def to_pixels(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _giou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise generalised IoU of xyxy boxes [N, 4] x [M, 4]."""
-    area_a, area_b = np.prod(a[:, 2:] - a[:, :2], -1), np.prod(b[:, 2:] - b[:, :2], -1)
-    inter = np.prod(np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]),
-                            0, None), -1)
-    union = area_a[:, None] + area_b[None] - inter
-    hull = np.prod(np.maximum(a[:, None, 2:], b[None, :, 2:]) - np.minimum(a[:, None, :2], b[None, :, :2]), -1)
+    """Pairwise generalised IoU of xyxy boxes [..., N, 4] x [..., M, 4] -> [..., N, M]."""
+    a, b = a[..., :, None, :], b[..., None, :, :]
+    area_a, area_b = np.prod(a[..., 2:] - a[..., :2], -1), np.prod(b[..., 2:] - b[..., :2], -1)
+    inter = np.prod(np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None), -1)
+    union = area_a + area_b - inter
+    hull = np.prod(np.maximum(a[..., 2:], b[..., 2:]) - np.minimum(a[..., :2], b[..., :2]), -1)
     return inter / np.maximum(union, 1e-12) - (hull - union) / np.maximum(hull, 1e-12)
 
 
@@ -246,12 +247,12 @@ def match_slots(det_boxes: np.ndarray, labels: np.ndarray, probs: np.ndarray, bo
     probs [T, Q, K]. Cost(i, j) = -p_j(label_i) + 5 L1(box_i, box_j) - 2 GIoU(box_i, box_j).
     """
     w_class, w_l1, w_giou = MATCH_WEIGHTS
-    det_xyxy = to_pixels(det_boxes, (1, 1))
+    cost = (-w_class * probs[:, :, labels].transpose(0, 2, 1)
+            + w_l1 * np.abs(det_boxes[None, :, None] - boxes[:, None]).sum(-1)
+            - w_giou * _giou(to_pixels(det_boxes, (1, 1))[None], to_pixels(boxes, (1, 1))))  # [T, Q det, Q sample]
     slots = np.empty(probs.shape[:2], dtype=np.int64)
     for t in range(probs.shape[0]):
-        cost = (-w_class * probs[t][:, labels].T + w_l1 * np.abs(det_boxes[:, None] - boxes[t][None]).sum(-1)
-                - w_giou * _giou(det_xyxy, to_pixels(boxes[t], (1, 1))))
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols = linear_sum_assignment(cost[t])
         slots[t, rows] = cols
     return slots
 

@@ -108,3 +108,85 @@ def cached_explanation(image_key: str, query: int, method: str, params: dict):
     """The Explanation if some process has computed it, else None (never runs the model)."""
     found = cache.store().get(_explanation_key(image_key, query, method, params)[0])
     return None if found is None else found.get(method)
+
+
+def _comparison_key(kind: str, image_key: str, query: int, methods: dict, *extra) -> str:
+    full = {name: _explanation_key(image_key, query, name, params)[1] for name, params in methods.items()}
+    return cache.key(kind, model().name, image_key, query, full, *extra)
+
+
+def comparison(image_key: str, query: int, methods: dict, gt_box=None, progress=None) -> dict:
+    """Every method's map (through `explanation`'s cache) with faithfulness scores and their ranking
+    (core.compare.compare); methods: name -> params; gt_box: a true box in image pixels or None."""
+    from core.compare import compare
+    loaded = model()
+
+    def compute():
+        _count_model_call()
+        image = get_image(image_key)
+        return compare(loaded, loaded.pixel_values(image), query, methods, gt_box, image.size, progress=progress,
+                       explain=lambda name, params, p: explanation(image_key, query, name, params, p))
+    return cache.memo(_comparison_key("compare", image_key, query, methods, gt_box), compute)
+
+
+def cached_comparison(image_key: str, query: int, methods: dict, gt_box=None) -> dict | None:
+    return cache.store().get(_comparison_key("compare", image_key, query, methods, gt_box))
+
+
+def sanity(image_key: str, query: int, methods: dict, progress=None) -> dict:
+    """core.sanity.sanity_check of these methods for one detection (on a copy of the model)."""
+    from core.sanity import sanity_check
+    loaded = model()
+
+    def compute():
+        _count_model_call()
+        return sanity_check(loaded, loaded.pixel_values(get_image(image_key)), query, methods, progress)
+    return cache.memo(_comparison_key("sanity", image_key, query, methods), compute)
+
+
+def cached_sanity(image_key: str, query: int, methods: dict) -> dict | None:
+    return cache.store().get(_comparison_key("sanity", image_key, query, methods))
+
+
+def _uncertainty_key(image_key: str, samples: int, p: float | None, seed: int) -> tuple[str, float]:
+    from core.mc_dropout import trained_dropout
+    loaded = model()
+    p = trained_dropout(loaded) if p is None else float(p)  # None and the trained rate share an entry
+    return cache.key("uncertainty", loaded.name, image_key, int(samples), p, int(seed)), p
+
+
+def backbone(image_key: str):
+    """core.mc_dropout.backbone_features of an image, cached per (model, image) on the CPU: runs with
+    other samples, rates or seeds skip the backbone (~85% of a forward)."""
+    from core.mc_dropout import BackboneFeatures, backbone_features
+    loaded = model()
+
+    def compute():
+        f = backbone_features(loaded, loaded.pixel_values(get_image(image_key)))
+        return BackboneFeatures(f.embeds.cpu(), f.mask.cpu(), f.pos.cpu(), f.grid)
+    f = cache.memo(cache.key("backbone", loaded.name, image_key), compute)
+    device = loaded.device
+    return BackboneFeatures(f.embeds.to(device), f.mask.to(device), f.pos.to(device), f.grid)
+
+
+def uncertainty(image_key: str, samples: int = 30, p: float | None = None, seed: int = 0, progress=None) -> dict:
+    """core.mc_dropout.mc_dropout of every query slot of an image, cached per (model, image, samples,
+    rate, seed); p None = the trained rate. Its above_threshold_fraction is for 0.7: callers
+    recompute it for their threshold from the cached `scores` (a threshold never re-runs sampling)."""
+    from core.mc_dropout import MAX_P, MAX_SAMPLES, default_chunk, mc_dropout
+    loaded = model()
+    key, p = _uncertainty_key(image_key, samples, p, seed)
+    if not (1 <= int(samples) <= MAX_SAMPLES and 0 <= p <= MAX_P):  # before the backbone runs
+        raise ValueError(f"samples must be 1..{MAX_SAMPLES} and the dropout probability 0..{MAX_P}")
+
+    def compute():
+        _count_model_call()
+        image = get_image(image_key)
+        return mc_dropout(loaded, None, image.size, samples=int(samples), p=p, seed=int(seed),
+                          chunk=default_chunk(loaded.device), progress=progress, features=backbone(image_key))
+    return cache.memo(key, compute)
+
+
+def cached_uncertainty(image_key: str, samples: int, p: float | None, seed: int) -> dict | None:
+    """The uncertainty result if some process has computed it, else None (never runs the model)."""
+    return cache.store().get(_uncertainty_key(image_key, samples, p, seed)[0])

@@ -71,9 +71,13 @@ def _detr_init(model: DetrForObjectDetection) -> None:
     nn.init.normal_(model.model.query_position_embeddings.weight)
 
 
-def new_demo_model() -> DetrForObjectDetection:
-    model = DetrForObjectDetection(demo_config())
-    _detr_init(model)
+def new_demo_model(resume: Path | None = None) -> DetrForObjectDetection:
+    """A fresh demo DETR with DETR's init, or one resumed from a saved directory, ready to train."""
+    if resume:
+        model = DetrForObjectDetection.from_pretrained(resume)
+    else:
+        model = DetrForObjectDetection(demo_config())
+        _detr_init(model)
     _swap_batchnorm(model.model.backbone, to_trainable=True)
     for p in model.parameters():
         p.requires_grad_(True)
@@ -122,10 +126,13 @@ def save_demo(model: DetrForObjectDetection, out: Path) -> None:
 
 
 def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int = 100, eval_every: int = 500,
-          eval_scenes: int = 200, device: str | None = None, log=print) -> dict:
+          eval_scenes: int = 200, device: str | None = None, resume: Path | None = None, first_seed: int = 0,
+          log=print) -> dict:
+    """Train for `steps` (cosine schedule with warm-up); scene seeds first_seed, first_seed + 1, ...
+    (all below HELD_OUT_SEED). Evaluates and saves to `out` every `eval_every` steps."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
-    model = new_demo_model().to(device)
+    model = new_demo_model(resume).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -133,7 +140,9 @@ def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int 
     history, t0 = [], time.time()
     for step in range(1, steps + 1):
         model.train()
-        pixels, labels = scene_batch(range((step - 1) * batch, step * batch), device)
+        first = first_seed + (step - 1) * batch
+        assert first + batch <= HELD_OUT_SEED, "training seeds must stay below the held-out range"
+        pixels, labels = scene_batch(range(first, first + batch), device)
         loss = model(pixel_values=pixels, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

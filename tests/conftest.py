@@ -26,3 +26,11 @@ def tiny(tiny_dir):
 def rgb_image():
     rng = np.random.default_rng(0)
     return Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP barriers make
+    them up to 100x slower; one thread also keeps processes forked by browser tests safe."""
+    import torch
+    torch.set_num_threads(1)

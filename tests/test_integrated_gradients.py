@@ -128,6 +128,9 @@ def test_progress_counts_up_to_total_in_chunks(tiny, x, monkeypatch):
     assert {t for _, t in calls} == {52}
     whole = compute_ig(tiny, x, QUERY, {"steps": 50, "internal_batch_size": None})["ig"]
     np.testing.assert_allclose(chunked.heatmap, whole.heatmap, rtol=1e-4, atol=1e-6)
+    # the shared model is left as it was: frozen, eval mode, no parameter gradients written
+    assert not tiny.model.training
+    assert all(not q.requires_grad and q.grad is None for q in tiny.model.parameters())
 
     calls.clear()
     compute_ig(tiny, x, QUERY, {"steps": "auto", "resolution": 16}, progress=lambda d, t: calls.append((d, t)))

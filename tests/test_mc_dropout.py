@@ -10,6 +10,15 @@ from core.mc_dropout import (backbone_features, match_slots, mc_dropout, mc_drop
                              summarize, trained_dropout, uncertainty)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy machine they cost up to 100x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def pixels(tiny, rgb_image):
     return tiny.pixel_values(rgb_image)
@@ -178,7 +187,7 @@ def test_concurrent_mc_dropout_leaves_other_requests_and_shared_model_alone(tiny
 
     def worker(name):
         barrier.wait()
-        for _ in range(5):
+        for _ in range(10):
             results[name].append(jobs[name]())
 
     threads = [threading.Thread(target=worker, args=(name,)) for name in jobs]
@@ -187,7 +196,7 @@ def test_concurrent_mc_dropout_leaves_other_requests_and_shared_model_alone(tiny
     for t in threads:
         t.join()
     for name, runs in results.items():
-        assert len(runs) == 5, name
+        assert len(runs) == 10, name
         for r in runs:
             if name == "mc":
                 assert r == alone["mc"]

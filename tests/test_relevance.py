@@ -1,6 +1,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from core.explainers import METHODS
@@ -66,7 +67,8 @@ def test_tiny_detr_matches_propagation_of_its_own_attention_gradients(tiny, rgb_
     h, w = e.info["grid"]
     np.testing.assert_allclose(e.heatmap, expected.reshape(h, w).numpy(), rtol=1e-5, atol=1e-8)
     assert e.heatmap.max() > 0 and e.heatmap.min() >= 0
-    assert e.info["class_index"] == cls and abs(e.info["target_value"] - float(out.logits[0, query, cls].detach())) < 1e-5
+    assert e.info["class_index"] == cls
+    assert e.info["target_value"] == pytest.approx(float(out.logits[0, query, cls].detach()), abs=1e-5)
     assert all(p.grad is None and not p.requires_grad for p in tiny.model.parameters())
 
 

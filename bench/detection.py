@@ -1,0 +1,105 @@
+"""Detection overhead and threshold latency, measured in one run on the same image.
+
+  python -m bench.detection [--model demo|PATH|HUB_ID] [--size 800] [--repeat 10]
+
+Prints: end-to-end detection (decode + pre-process + forward + post-process) / one raw
+`model(pixel_values)` forward (goal <= 1.15), and the server-side time from a threshold change
+to the updated figure (goal < 100 ms, no model call).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--size", type=int, default=0, help="short side of the test image (0: the model's own)")
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ["DETR_CACHE_DIR"] = tempfile.mkdtemp()
+    from app.cli import _quiet
+    _quiet()
+    from core import cache, service
+    from core.detection import detect
+    from core.images import decode_image
+    from core.model import load_model_or_demo
+    from core.scenes import make_scene
+
+    loaded = load_model_or_demo(args.model)
+    service.use_model(loaded)
+    side = args.size or loaded.preprocess.shortest_edge
+    image = make_scene(1_000_001)[0].resize((side * 4 // 3, side))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    data = buf.getvalue()
+    pixels = loaded.pixel_values(image)
+
+    def raw():
+        with torch.inference_mode():
+            loaded.model(pixel_values=pixels)
+
+    def end_to_end():
+        detect(loaded, decode_image(data))
+
+    t_raw = _median_time(raw, args.repeat)
+    t_e2e = _median_time(end_to_end, args.repeat)
+    print(f"model {loaded.name}, image {image.width}x{image.height}, input {tuple(pixels.shape[-2:])}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"detection end-to-end {1000 * t_e2e:.1f} ms / raw forward {1000 * t_raw:.1f} ms = "
+          f"{t_e2e / t_raw:.3f}x (goal <= 1.15)")
+
+    # threshold change -> figure: the web-process callbacks, with the model made unreachable
+    from callbacks import detection as cb
+    key = service.put_image(image)
+    store = {"image_id": key, "width": image.width, "height": image.height, "name": "bench", "truth": None}
+    result = {"image_id": key, "detections": detect(loaded, image)}
+    calls = service.model_calls()
+    service.use_model(None)
+    service.model, real_model = (lambda: (_ for _ in ()).throw(AssertionError("model called"))), service.model
+    from contextvars import copy_context
+    from dash._callback_context import context_value
+    from dash._utils import AttributeDict
+    thresholds = iter(np.linspace(0.05, 0.95, 1000))
+
+    def threshold_change():
+        threshold = float(next(thresholds))
+
+        def run():
+            context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "threshold.value", "value": threshold}]))
+            cb.filter_detections(result, threshold, None, None, None, None)
+            cb.draw_detections(result, threshold, None, False, store)
+        copy_context().run(run)
+
+    cb.draw_detections(result, 0.5, None, False, store)  # the display image is cached once per image
+    t_thr = _median_time(threshold_change, min(args.repeat * 5, 200))
+    service.model = real_model
+    print(f"threshold change -> updated figure {1000 * t_thr:.1f} ms server side (goal < 100 ms), "
+          f"model calls during it: {service.model_calls() - calls}")
+    cache.reset()
+
+
+if __name__ == "__main__":
+    main()

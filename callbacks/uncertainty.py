@@ -1,0 +1,120 @@
+"""MC-Dropout job (background: progress, cancel) and its figures, drawn from the cached samples.
+
+The browser holds only a reference (image, samples, rate, seed); the threshold slider, the picker
+and the identity switch redraw from the cache and never run the model.
+"""
+from __future__ import annotations
+
+from dash import Input, Output, State, callback, html, no_update
+
+from components import ids
+from components.uncertainty import (MAX_INSETS, add_histogram_insets, add_sampled_boxes, dropout_note,
+                                    score_histogram, stats_table)
+from core import service
+from core.detection import above, option_label
+from core.mc_dropout import above_threshold_fraction
+
+HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
+STAT_KEYS = ("score_mean", "score_std", "entropy", "mutual_information", "variation_ratio", "label_counts",
+             "box_mean", "box_std")
+
+
+@callback(Output(ids.MC_DROPOUT_NOTE, "children"), Input(ids.MC_DROPOUT, "value"), State(ids.MC_TRAINED, "data"))
+def show_dropout_note(p, trained):
+    return dropout_note(p, trained or 0.0)
+
+
+def reference(image: dict, samples, p, seed) -> dict:
+    """What the browser keeps of a run: enough to find it in the cache."""
+    return {"image_id": image["image_id"], "samples": int(samples or 30), "dropout": float(p or 0.0),
+            "seed": int(seed or 0)}
+
+
+@callback(Output(ids.MC_RESULT, "data"), Input(ids.MC_RUN, "n_clicks"),
+          State(ids.MC_SAMPLES, "value"), State(ids.MC_DROPOUT, "value"), State(ids.MC_SEED, "value"),
+          State(ids.IMAGE_STORE, "data"), background=True, prevent_initial_call=True,
+          running=[(Output(ids.MC_RUN, "disabled"), True, False),
+                   (Output(ids.MC_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
+                   (Output(ids.MC_PROGRESS, "style"), SHOWN, HIDDEN)],
+          progress=[Output(ids.MC_PROGRESS, "value"), Output(ids.MC_PROGRESS, "max"),
+                    Output(ids.MC_PROGRESS, "label")],
+          cancel=[Input(ids.MC_CANCEL, "n_clicks")])
+def run_uncertainty(set_progress, _clicks, samples, p, seed, image):
+    """Job process: T dropout passes of every query slot (cached); returns a reference only."""
+    if not image:
+        return no_update
+    service.job_process_setup()
+    ref = reference(image, samples, p, seed)
+    set_progress((0, ref["samples"], f"0/{ref['samples']} samples"))
+    try:
+        service.uncertainty(ref["image_id"], ref["samples"], ref["dropout"], ref["seed"],
+                            progress=lambda done, total: set_progress((done, total, f"{done}/{total} samples")))
+    except Exception as err:  # noqa: BLE001 - shown in the card; the rest of the page keeps working
+        return {**ref, "error": f"{type(err).__name__}: {err}"}
+    return ref
+
+
+def identity_stats(det: dict, identity: str, threshold: float) -> dict:
+    """One identity's statistics of a detection, with the above-threshold fraction for `threshold`
+    recomputed from the cached sample scores."""
+    source = det["matched"] if identity == "matched" else det
+    return {**{k: source[k] for k in STAT_KEYS}, "scores": source["scores"], "sampled_boxes": source["sampled_boxes"],
+            "above": above_threshold_fraction(source["scores"], threshold)}
+
+
+def _result(ref, image, detections):
+    """The cached run behind a reference and the detections it belongs to, or a message."""
+    if not ref or not image or ref.get("image_id") != image["image_id"]:
+        return None, "Press Run MC Dropout to sample the detections."
+    if ref.get("error"):
+        return None, html.Div(f"MC Dropout failed: {ref['error']}. Try again.", className="text-danger")
+    if not detections or detections.get("image_id") != image["image_id"]:
+        return None, "Waiting for the detections."
+    found = service.cached_uncertainty(ref["image_id"], ref["samples"], ref["dropout"], ref["seed"])
+    return found, None if found else "Press Run MC Dropout to compute these samples."
+
+
+def shown_detections(detections: list[dict], threshold: float, picked) -> list[dict]:
+    """The detections that get an inset: visible ones, the picked one first, then by score, at most MAX_INSETS."""
+    visible = sorted(above(detections, threshold), key=lambda d: (d["index"] != picked, -d["score"]))
+    return visible[:MAX_INSETS]
+
+
+@callback(Output(ids.MC_FIGURE, "figure"), Output(ids.MC_FIGURE, "style"), Output(ids.MC_HISTOGRAM, "figure"),
+          Output(ids.MC_DETAIL, "style"), Output(ids.MC_STATS, "children"), Output(ids.MC_INFO, "children"),
+          Input(ids.MC_RESULT, "data"), Input(ids.THRESHOLD, "value"), Input(ids.PICKER, "value"),
+          Input(ids.MC_IDENTITY, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
+          prevent_initial_call=True)
+def draw_uncertainty(ref, threshold, picked, identity, image, detections):
+    """Web process, no model: histograms beside the visible boxes; the picked one in detail."""
+    from callbacks.detection import detection_figure
+    result, message = _result(ref, image, detections)
+    if result is None:
+        return no_update, HIDDEN, no_update, HIDDEN, [], message
+    threshold, identity = threshold or 0.0, identity or "slot"
+    stats = {d["index"]: d for d in result["detections"]}
+    dets = detections["detections"]
+    shown = [{**d, "scores": identity_stats(stats[d["index"]], identity, threshold)["scores"]}
+             for d in shown_detections(dets, threshold, picked)]
+    pick = next((d for d in shown if d["index"] == picked), None)
+    fig = detection_figure(image, dets, threshold, picked, False)
+    boxes = len(fig.data) - 1
+    if pick is not None:
+        chosen = identity_stats(stats[picked], identity, threshold)
+        add_sampled_boxes(fig, pick, chosen["sampled_boxes"], chosen["box_mean"])
+        fig.data = (fig.data[0], *fig.data[1 + boxes:], *fig.data[1:1 + boxes])  # boxes over the samples
+    add_histogram_insets(fig, shown, image["width"], image["height"])
+    head = (f"{result['samples']} samples at dropout {result['dropout']:.2f} (trained {result['trained_dropout']:.2f}), "
+            f"seed {result['seed']}; identity: {'Hungarian-matched' if identity == 'matched' else 'query slot'}. "
+            "Beside each box: its score over the samples (hover a bar for the count and score range).")
+    if len(above(dets, threshold)) > MAX_INSETS:
+        head += f" Histograms for the {MAX_INSETS} highest scores."
+    if pick is None:
+        return fig, SHOWN, no_update, HIDDEN, [], [head, " Pick a detection for its statistics and sampled boxes."]
+    both = {k: identity_stats(stats[picked], k, threshold) for k in ("slot", "matched")}
+    chosen = both[identity]
+    hist = score_histogram(chosen["scores"], pick["label"], pick["score"], threshold)
+    hist.update_layout(title_text=f"{option_label(pick)}: score over {len(chosen['scores'])} samples")
+    table = stats_table(both, pick["score"], threshold, stats[picked]["slot_swap_fraction"])
+    return fig, SHOWN, hist, {"display": "flex"}, table, [
+        head, " Faint outlines: the picked detection's box in each sample; dashed: their mean."]

@@ -1,0 +1,212 @@
+"""The MC-Dropout card (left controls) and panel: score histograms beside each box, the picked
+detection's histogram, statistics and sampled boxes.
+
+Insets are drawn in the image's own pixel coordinates (bars on the image axes), not as extra axes
+in paper coordinates: the image keeps its aspect ratio inside the plot area, so where a box lands
+in paper coordinates is only known in the browser, while image pixels always line up with it.
+"""
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+import numpy as np
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from components import ids
+from components.controls import with_tooltip
+from components.figures import _rgba as rgba, label_colour
+
+MAX_INSETS = 12      # histograms drawn beside boxes: the picked one and the highest scores
+INSET_BINS = 10
+DETAIL_BINS = 20
+FAR_FROM_TRAINED = 0.1  # a rate this far from the trained one gets a note
+
+GUIDE = [("Dropout probability for MC Dropout",
+          "MC Dropout reads uncertainty off the spread of scores and boxes over passes with random dropout. "
+          "At the rate the model was trained with, that spread approximates the model's own (epistemic) "
+          "uncertainty; a much higher rate measures how the model reacts to noise it never saw, and a rate of 0 "
+          "gives the deterministic model every time. Identity across samples: DETR's query slots can swap "
+          "objects between passes, so statistics are shown both per slot and after Hungarian matching to the "
+          "deterministic detections.")]
+
+
+def uncertainty_controls(trained: float):
+    """The left-card controls: samples, dropout rate (with the trained rate beside it), seed, Run."""
+    return html.Div([
+        html.Hr(),
+        dcc.Store(id=ids.MC_TRAINED, data=trained),
+        with_tooltip("MC Dropout Samples", dcc.Slider(
+            id=ids.MC_SAMPLES, min=1, max=100, step=1, value=30, marks={1: "1", 25: "25", 50: "50", 100: "100"},
+            tooltip={"placement": "bottom"}),
+            ids.MC_SAMPLES, "Number of stochastic forward passes for uncertainty estimation. Increase for more "
+                            "stable results."),
+        with_tooltip("Dropout Probability", dcc.Slider(
+            id=ids.MC_DROPOUT, min=0, max=0.9, step=0.01, value=round(trained, 2),
+            marks={0: "0", 0.3: "0.3", 0.6: "0.6", 0.9: "0.9"}, tooltip={"placement": "bottom"}),
+            ids.MC_DROPOUT, "Dropout rate used during MC Dropout sampling. Higher values typically increase "
+                            "predictive variance.",
+            extra=html.Div(dropout_note(trained, trained), id=ids.MC_DROPOUT_NOTE, className="small")),
+        with_tooltip("Seed", dcc.Input(id=ids.MC_SEED, type="number", min=0, step=1, value=0,
+                                       className="form-control"),
+                     ids.MC_SEED, "Seed of the dropout masks: the same seed gives the same samples (and is "
+                                  "served from the cache); another seed draws new ones."),
+        html.Div([dbc.Button("Run MC Dropout", id=ids.MC_RUN, color="primary", className="me-2"),
+                  dbc.Button("Cancel", id=ids.MC_CANCEL, color="secondary", outline=True, style={"display": "none"})]),
+        dbc.Tooltip("Sample the detections of this image with dropout on (background job with progress). "
+                    "The threshold and the picked detection only filter the result.", target=ids.MC_RUN),
+    ])
+
+
+def dropout_note(p, trained: float) -> list:
+    """The trained rate beside the slider, and a warning when the chosen rate is far from it."""
+    parts = [html.Span(f"Trained rate: {trained:.2f}.", className="text-muted")]
+    if p is None:
+        return parts
+    if p == 0:
+        parts.append(html.Span(" 0 turns dropout off: every sample is the deterministic model.",
+                               className="text-warning-emphasis"))
+    elif abs(p - trained) >= max(FAR_FROM_TRAINED, trained):
+        parts.append(html.Span(f" {p:.2f} is far from it: the spread then shows the reaction to noise the model "
+                               "was not trained with, not its calibrated uncertainty.",
+                               className="text-warning-emphasis"))
+    return parts
+
+
+def uncertainty_panel():
+    return dbc.Card([
+        dbc.CardHeader("Uncertainty (MC Dropout)"),
+        dbc.CardBody([
+            dbc.Progress(id=ids.MC_PROGRESS, value=0, max=1, striped=True, animated=True,
+                         style={"display": "none"}, className="mb-2"),
+            html.Div(id=ids.MC_INFO, className="mb-2", children="Press Run MC Dropout to sample the detections."),
+            with_tooltip("Identity across samples", dbc.RadioItems(
+                id=ids.MC_IDENTITY, value="slot", inline=True,
+                options=[{"label": "query slot", "value": "slot"},
+                         {"label": "Hungarian-matched", "value": "matched"}]),
+                ids.MC_IDENTITY, "Which sample output counts as 'this detection': the same DETR query slot, or the "
+                                 "slot matched to it by Hungarian matching (class, L1 and GIoU cost, as in DETR "
+                                 "training). They differ when slots swap objects between samples; the table shows "
+                                 "both."),
+            dcc.Graph(id=ids.MC_FIGURE, config={"displaylogo": False, "scrollZoom": False}, style={"display": "none"}),
+            dbc.Row([
+                dbc.Col(dcc.Graph(id=ids.MC_HISTOGRAM, config={"displaylogo": False}), md=6),
+                dbc.Col(html.Div(id=ids.MC_STATS), md=6),
+            ], id=ids.MC_DETAIL, style={"display": "none"}, className="mt-2"),
+            dcc.Store(id=ids.MC_RESULT),
+        ]),
+    ], className="mb-3")
+
+
+# ---- figures -----------------------------------------------------------------------------------
+
+def histogram(scores, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges of scores over [0, 1] in equal bins (the last bin includes 1)."""
+    return np.histogram(np.asarray(scores, dtype=np.float64), bins=np.linspace(0.0, 1.0, bins + 1))
+
+
+def inset_box(box, width: int, height: int) -> tuple[float, float, float, float]:
+    """Where a box's histogram goes, in image pixels (x0, y0, x1, y1): right of the box, or left of it
+    when the right edge is too close; top aligned with the box; always inside the image."""
+    side = min(width, height)
+    w, h, gap = 0.22 * side, 0.13 * side, 0.01 * side
+    x0, y0, x1, _ = box
+    left = x1 + gap if x1 + gap + w <= width else x0 - gap - w
+    left = min(max(left, 0.0), max(width - w, 0.0))
+    top = min(max(y0, 0.0), max(height - h, 0.0))
+    return left, top, left + w, top + h
+
+
+def add_histogram_insets(fig: go.Figure, detections: list[dict], width: int, height: int,
+                         bins: int = INSET_BINS) -> go.Figure:
+    """A small histogram of each detection's sample scores beside its box, coloured like the box.
+
+    detections: dicts with index, label, box and scores (one per sample). One background trace
+    (`hist-bg-N`) and one bar trace (`hist-N`, hover: count and score range) per detection.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for det in detections[:MAX_INSETS]:
+        counts, _ = histogram(det["scores"], bins)
+        colour, total = label_colour(det["label"]), len(det["scores"])
+        x0, y0, x1, y1 = inset_box(det["box"], width, height)
+        pad = 0.08 * (y1 - y0)
+        fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines", fill="toself",
+                                 fillcolor="rgba(255,255,255,0.85)", line=dict(color=colour, width=1),
+                                 hoverinfo="skip", name=f"hist-bg-{det['index']}"))
+        step = (x1 - x0) / bins
+        heights = counts / max(counts.max(), 1) * (y1 - y0 - 2 * pad)
+        fig.add_trace(go.Bar(
+            x=x0 + (np.arange(bins) + 0.5) * step, y=-heights, base=y1 - pad, width=0.9 * step,
+            marker=dict(color=colour, line=dict(width=0)), name=f"hist-{det['index']}",
+            customdata=np.stack([counts, edges[:-1], edges[1:]], -1),
+            hovertemplate=(f"<b>{det['label']}</b> (query {det['index']})<br>%{{customdata[0]}} of {total} samples"
+                           "<br>score %{customdata[1]:.2f}-%{customdata[2]:.2f}<extra></extra>")))
+    fig.update_layout(barmode="overlay", bargap=0)
+    return fig
+
+
+def add_sampled_boxes(fig: go.Figure, det: dict, sampled_boxes, box_mean) -> go.Figure:
+    """The picked detection's box in every sample, drawn faintly, and their mean box dashed."""
+    xs, ys = [], []
+    for x0, y0, x1, y1 in sampled_boxes:
+        xs += [x0, x1, x1, x0, x0, None]
+        ys += [y0, y0, y1, y1, y0, None]
+    colour = label_colour(det["label"])
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=rgba(colour, 0.35), width=1),
+                             hoverinfo="skip", name="sampled-boxes"))
+    x0, y0, x1, y1 = box_mean
+    fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines",
+                             line=dict(color=colour, width=2, dash="dash"), name="mean-box",
+                             hovertemplate=(f"mean of {len(sampled_boxes)} sampled boxes<br>"
+                                            f"[{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}] px<extra></extra>")))
+    return fig
+
+
+def score_histogram(scores, label: str, det_score: float, threshold: float, bins: int = DETAIL_BINS) -> go.Figure:
+    """The picked detection's score over the samples: counts per bin, mean ± std band, the
+    deterministic score and the threshold."""
+    scores = np.asarray(scores, dtype=np.float64)
+    counts, edges = histogram(scores, bins)
+    colour, mean, std = label_colour(label), float(scores.mean()), float(scores.std())
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges) * 0.95,
+                           marker_color=colour, name="histogram", customdata=np.stack([edges[:-1], edges[1:]], -1),
+                           hovertemplate="%{y} samples<br>score %{customdata[0]:.2f}-%{customdata[1]:.2f}"
+                                         "<extra></extra>"))
+    fig.add_vrect(x0=max(mean - std, 0), x1=min(mean + std, 1), fillcolor=colour, opacity=0.15, line_width=0)
+    fig.add_vline(x=mean, line=dict(color=colour, dash="dash"), annotation_text="mean",
+                  annotation_position="top left")
+    fig.add_vline(x=det_score, line=dict(color="black"), annotation_text="deterministic",
+                  annotation_position="top right")
+    fig.add_vline(x=threshold, line=dict(color="crimson", dash="dot"), annotation_text="threshold",
+                  annotation_position="bottom right")
+    fig.update_layout(height=260, margin=dict(l=40, r=10, t=30, b=40), showlegend=False, bargap=0,
+                      title=dict(text=f"score over {len(scores)} samples", font=dict(size=13)))
+    fig.update_xaxes(range=[0, 1], title="score (probability of its label)")
+    fig.update_yaxes(title="samples", rangemode="tozero")
+    return fig
+
+
+def _coords(values, digits: int = 1) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
+
+
+def stats_table(stats: dict[str, dict], det_score: float, threshold: float, swap: float):
+    """Both identities side by side. stats: {"slot": ..., "matched": ...}, each with score_mean,
+    score_std, entropy, mutual_information, variation_ratio, label_counts, box_mean, box_std,
+    above (fraction of samples at or over `threshold`)."""
+    rows = [
+        ("score mean ± std", lambda s: f"{s['score_mean']:.3f} ± {s['score_std']:.3f}"),
+        ("predictive entropy (nats)", lambda s: f"{s['entropy']:.3f}"),
+        ("mutual information (epistemic, nats)", lambda s: f"{s['mutual_information']:.4f}"),
+        ("variation ratio", lambda s: f"{s['variation_ratio']:.3f}"),
+        ("top class in samples", lambda s: ", ".join(f"{k} {v}" for k, v in s["label_counts"].items())),
+        ("box mean x0, y0, x1, y1 (px)", lambda s: _coords(s["box_mean"])),
+        ("box std x0, y0, x1, y1 (px)", lambda s: _coords(s["box_std"])),
+        (f"samples with score ≥ {threshold:.2f}", lambda s: f"{100 * s['above']:.0f}%"),
+    ]
+    head = html.Thead(html.Tr([html.Th(""), html.Th("query slot"), html.Th("Hungarian-matched")]))
+    body = [html.Tr([html.Td("deterministic score"), html.Td(f"{det_score:.3f}", colSpan=2)])]
+    body += [html.Tr([html.Td(name), html.Td(fmt(stats["slot"])), html.Td(fmt(stats["matched"]))])
+             for name, fmt in rows]
+    body.append(html.Tr([html.Td("slot swap (samples where slot and match differ)"),
+                         html.Td(f"{100 * swap:.0f}%", colSpan=2)]))
+    return dbc.Table([head, html.Tbody(body)], size="sm", bordered=True, className="small mb-0")

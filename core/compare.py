@@ -1,0 +1,185 @@
+"""Every explanation method for one detection, side by side, with faithfulness scores and a ranking.
+
+Scores (core/faithfulness.py) are computed on each method's raw map: deletion and insertion only
+read the map's pixel ranking, the pointing game its positive mass. The shared normalisations
+here are for display: they are monotone, so the picture ranks pixels as the scores do.
+Deletion / insertion AUC use the "matched" confidence (the object stays detected by any slot of
+its class over its box); the "slot" ones are kept alongside.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+
+from core.explanation import Progress
+from core.faithfulness import STEPS, faithfulness
+from core.metrics import box_iou
+from core.sanity import _ranks
+
+METHODS = ("gradcam", "gradcam++", "ig", "attention", "relevance")
+# cheap Integrated Gradients when the person has chosen nothing: 32 steps at the model input
+IG_DEFAULTS = {"baseline": "blur", "steps": 32, "sigma": 8.0, "resolution": None}
+NORMALISATIONS = {
+    "minmax": "per-map min-max: lowest value 0, highest 1",
+    "p99": "per-map 99th percentile: positive values over the map's 99th percentile (top 1% saturate)",
+    "rank": "rank: each pixel's percentile within its own map (what deletion / insertion see)",
+}
+# (score, higher is better): the columns of the ranking
+CRITERIA = (("deletion_auc", False), ("insertion_auc", True), ("pointing_game", True), ("pointing_game_gt", True))
+
+
+def default_methods(ig: dict | None = None, layer: str | None = None) -> dict[str, dict]:
+    """name -> params for every method: the class score as target, `ig` over IG_DEFAULTS."""
+    cam = {"layer": layer, "target": "class"}
+    return {"gradcam": cam, "gradcam++": cam, "ig": {**IG_DEFAULTS, **(ig or {}), "target": "class"},
+            "attention": {}, "relevance": {"target": "class"}}
+
+
+def normalise(heatmap, how: str = "minmax") -> np.ndarray:
+    """A map in [0, 1] by one of NORMALISATIONS (a constant map gives zeros)."""
+    m = np.asarray(heatmap, dtype=np.float64)
+    if how == "minmax":
+        span = m.max() - m.min()
+        return (m - m.min()) / span if span > 0 else np.zeros_like(m)
+    if how == "p99":
+        top = np.percentile(m, 99)
+        top = top if top > 0 else m.max()
+        return np.clip(m / top, 0, 1) if top > 0 else np.zeros_like(m)
+    if how == "rank":
+        return ((_ranks(m) - 1) / max(m.size - 1, 1)).reshape(m.shape)
+    raise ValueError(f"unknown normalisation {how!r}; choose one of {', '.join(NORMALISATIONS)}")
+
+
+def match_truth(box, label: str, truth: list[dict] | None, min_iou: float = 0.0) -> dict | None:
+    """The true object of the same label with the best IoU over `box` (None if none exceeds min_iou)."""
+    same = [t for t in truth or [] if t["label"] == label]
+    if not same:
+        return None
+    ious = box_iou(np.asarray(box)[None], np.array([t["box"] for t in same]))[0]
+    best = int(np.argmax(ious))
+    return {**same[best], "iou": float(ious[best])} if ious[best] > min_iou else None
+
+
+def explain_all(loaded, pixel_values, query: int, methods: dict[str, dict], progress: Progress | None = None,
+                explain=None) -> tuple[dict, dict]:
+    """(name -> Explanation, name -> seconds). Methods of one family with the same params share one
+    computation. `explain(name, params, progress)`, if given, is used instead (the service's cache)."""
+    from core.explainers import METHODS as REGISTRY  # the registry imports every method module
+    done, out, seconds = {}, {}, {}
+    for k, (name, params) in enumerate(methods.items()):
+        spec = REGISTRY[name]
+        full = {**spec.defaults, **params}
+        key = (spec.family, json.dumps(full, sort_keys=True, default=str))
+        sub = _sub_progress(progress, k, len(methods))
+        start = time.perf_counter()
+        if explain is not None:
+            out[name] = explain(name, full, sub)
+        else:
+            if key not in done:
+                done[key] = spec.compute(loaded, pixel_values, query, full, sub)
+            out[name] = done[key][name]
+        seconds[name] = time.perf_counter() - start
+        if sub:
+            sub(1, 1)  # a cached or shared map reports nothing itself
+    return out, seconds
+
+
+def score_all(loaded, pixel_values, query: int, maps: dict, gt_box=None, image_size=None, steps: int = STEPS,
+              progress: Progress | None = None) -> tuple[dict, dict]:
+    """(name -> scores, name -> seconds): deletion / insertion AUC and pointing game(s) per map."""
+    scores, seconds = {}, {}
+    for k, (name, heatmap) in enumerate(maps.items()):
+        start = time.perf_counter()
+        r = faithfulness(loaded, pixel_values, query, heatmap, steps=steps, gt_box=gt_box, image_size=image_size,
+                         progress=_sub_progress(progress, k, len(maps)))
+        scores[name] = {"deletion_auc": r["deletion_auc"]["matched"], "insertion_auc": r["insertion_auc"]["matched"],
+                        "pointing_game": r["pointing_game"],
+                        "deletion_auc_slot": r["deletion_auc"]["slot"], "insertion_auc_slot": r["insertion_auc"]["slot"],
+                        "score": r["score"], "curves": r["curves"]}
+        if gt_box is not None:
+            scores[name]["pointing_game_gt"] = r["pointing_game_gt"]
+        seconds[name] = time.perf_counter() - start
+    return scores, seconds
+
+
+def _rank_of(values: dict[str, float], higher_better: bool) -> dict[str, int]:
+    """Competition ranks (1, 2, 2, 4): equal values share a rank; nan comes last."""
+    key = {n: (math.inf if v is None or math.isnan(v) else (-v if higher_better else v)) for n, v in values.items()}
+    return {n: 1 + sum(other < key[n] for other in key.values()) for n in key}
+
+
+def rank(scores: dict[str, dict]) -> list[dict]:
+    """Methods best first by their mean rank over the criteria present in every method's scores
+    (CRITERIA): [{"method", "ranks": {criterion: rank}, "mean_rank"}]; ties keep the input order."""
+    present = [(c, hb) for c, hb in CRITERIA if scores and all(c in s for s in scores.values())]
+    ranks = {c: _rank_of({n: s[c] for n, s in scores.items()}, hb) for c, hb in present}
+    rows = [{"method": n, "ranks": {c: ranks[c][n] for c, _ in present},
+             "mean_rank": float(np.mean([ranks[c][n] for c, _ in present])) if present else float("nan")}
+            for n in scores]
+    return sorted(rows, key=lambda r: r["mean_rank"])
+
+
+def compare(loaded, pixel_values, query: int, methods: dict[str, dict] | None = None, gt_box=None,
+            image_size=None, steps: int = STEPS, progress: Progress | None = None, explain=None) -> dict:
+    """Every method's map and scores for detection `query`, and their ranking.
+
+    Returns {"query", "methods": {name: {"heatmap", "info", "params", "scores"}}, "ranking",
+    "gt_box", "steps", "seconds": {"explain": {...}, "faithfulness": {...}, "total"}}.
+    Progress: the maps are the first tenth of the work, the scores the rest (they are ~90% of it).
+    """
+    methods = methods or default_methods()
+    start = time.perf_counter()
+    explanations, t_explain = explain_all(loaded, pixel_values, query, methods, _span(progress, 0, 100), explain)
+    maps = {n: e.heatmap for n, e in explanations.items()}
+    scores, t_scores = score_all(loaded, pixel_values, query, maps, gt_box, image_size, steps,
+                                 _span(progress, 100, 1000))
+    return {"query": int(query), "gt_box": None if gt_box is None else [float(v) for v in gt_box], "steps": steps,
+            "methods": {n: {"heatmap": np.asarray(e.heatmap, dtype=np.float32), "info": e.info,
+                            "params": methods[n], "scores": scores[n]} for n, e in explanations.items()},
+            "ranking": rank({n: {c: s[c] for c, _ in CRITERIA if c in s} for n, s in scores.items()}),
+            "seconds": {"explain": t_explain, "faithfulness": t_scores, "total": time.perf_counter() - start}}
+
+
+def _span(progress: Progress | None, lo: int, hi: int) -> Progress | None:
+    """Maps a stage's (done, total) onto [lo, hi] of 1000."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(lo + round((hi - lo) * done / max(total, 1)), 1000)
+
+
+def _sub_progress(progress: Progress | None, k: int, n: int) -> Progress | None:
+    """Part k of n equal parts of a stage."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(k * 1000 + round(1000 * done / max(total, 1)), n * 1000)
+
+
+def summary(result: dict, curves: bool = False) -> dict:
+    """The numbers of a comparison, JSON-able (no maps): per method its scores, settings and seconds."""
+    from core.explainers import METHODS as REGISTRY
+    methods = {}
+    for name, m in result["methods"].items():
+        scores = {k: v for k, v in m["scores"].items() if curves or k != "curves"}
+        methods[name] = {"label": REGISTRY[name].label, **scores, "params": m["params"],
+                         "info": {k: v for k, v in m["info"].items() if isinstance(v, (str, int, float, bool, list))
+                                  or v is None},
+                         "seconds": {"explain": result["seconds"]["explain"][name],
+                                     "faithfulness": result["seconds"]["faithfulness"][name]}}
+    return jsonable({"query": result["query"], "gt_box": result["gt_box"], "steps": result["steps"],
+                     "methods": methods, "ranking": result["ranking"], "wall_seconds": result["seconds"]["total"]})
+
+
+def jsonable(obj):
+    """Plain JSON values: numpy scalars and arrays to Python, nan and inf to None (JSON has neither)."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

@@ -1,0 +1,26 @@
+"""Box IoU and average precision against hand-computed values."""
+import numpy as np
+import pytest
+
+from core.metrics import average_precision, box_iou, mean_average_precision
+
+
+def test_box_iou_by_hand():
+    iou = box_iou([[0, 0, 10, 10]], [[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30]])
+    assert iou[0] == pytest.approx([50 / 150, 1.0, 0.0])
+
+
+def test_average_precision_by_hand():
+    truth = [[{"label": "a", "box": [0, 0, 10, 10]}, {"label": "a", "box": [20, 20, 30, 30]}]]
+    preds = [[{"label": "a", "score": 0.9, "box": [0, 0, 10, 10]},     # hit
+              {"label": "a", "score": 0.8, "box": [50, 50, 60, 60]},   # miss
+              {"label": "a", "score": 0.7, "box": [20, 20, 30, 30]},   # hit
+              {"label": "a", "score": 0.6, "box": [0, 0, 10, 10]}]]    # duplicate: miss
+    # precision at recall 0.5 is 1, at recall 1.0 it is 2/3: 101-point interpolation
+    points = np.linspace(0, 1, 101)
+    expected = np.mean([1.0 if r <= 0.5 else 2 / 3 for r in points])
+    assert average_precision(preds, truth, "a", 0.5) == pytest.approx(expected)
+    assert average_precision([[]], truth, "a", 0.5) == 0.0
+    assert np.isnan(average_precision(preds, truth, "b", 0.5))
+    perfect = [[{"label": "a", "score": 1.0, "box": o["box"]} for o in truth[0]]]
+    assert mean_average_precision(perfect, truth, ["a", "b"]) == pytest.approx(1.0)
