@@ -41,8 +41,28 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     app.layout = lambda: page(info, samples, controls=controls,
                               panels=[explain_panel(), uncertainty_panel(), compare_panel(NORMALISATIONS)],
                               extra_choices=UNCERTAINTY_GUIDE)
+    _give_callbacks(app)
     _serve_bootstrap(app.server)
     return app
+
+
+_CALLBACK_MAP: dict = {}
+_CALLBACK_LIST: list = []
+
+
+def _give_callbacks(app: dash.Dash) -> None:
+    """Every `@callback` of callbacks/, for this app. dash moves those registrations into the first
+    app that serves a request (and its setup pops keys out of them), while the modules register
+    only once per process: without this, a second app in a process (each browser test makes one)
+    has no callbacks at all."""
+    from dash import _callback
+    _CALLBACK_MAP.update(_callback.GLOBAL_CALLBACK_MAP)
+    _CALLBACK_LIST.extend(_callback.GLOBAL_CALLBACK_LIST)
+    _callback.GLOBAL_CALLBACK_MAP.clear()
+    _callback.GLOBAL_CALLBACK_LIST.clear()
+    app.callback_map.update({k: {**v, "background": dict(v["background"])} if v.get("background") else dict(v)
+                             for k, v in _CALLBACK_MAP.items()})
+    app._callback_list.extend(dict(c) for c in _CALLBACK_LIST)
 
 
 BOOTSTRAP_URL = "/vendor/bootstrap.min.css"

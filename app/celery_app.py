@@ -82,11 +82,16 @@ def torch_threads() -> int:
 
 @signals.worker_process_init.connect
 def _load_model(**_):
-    """Each pool process, after the fork: its threads, then its own model (loaded once, kept for every job)."""
+    """Each pool process, after the fork: its threads, then its own model (loaded once, kept for every
+    job), warmed by one small forward and the explainers' imports so the first job is not the slow one."""
     import torch
-    from core import service
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    from core import explainers, service  # noqa: F401 - imports every method's module
     torch.set_num_threads(torch_threads())
-    service.model()
+    loaded = service.model()
+    with torch.no_grad():
+        loaded.model(pixel_values=torch.zeros(1, 3, 64, 64, device=loaded.device))
 
 
 _beats: dict[str, tuple[threading.Event, threading.Thread]] = {}

@@ -173,7 +173,8 @@ def cmd_uncertainty(args) -> int:
         print(f"  {d['index']:3d}: {d['label']:<16} score {d['score']:.3f}  mean {d['score_mean']:.3f} "
               f"± {d['score_std']:.3f}  entropy {d['entropy']:.3f}  MI {d['mutual_information']:.4f}  "
               f"variation {d['variation_ratio']:.2f}  >= threshold {100 * d['above_threshold_fraction']:.0f}%  "
-              f"slot swap {100 * d['slot_swap_fraction']:.0f}%  box std [{', '.join(f'{v:.1f}' for v in d['box_std'])}]")
+              f"slot swap {100 * d['slot_swap_fraction']:.0f}%  "
+              f"box std [{', '.join(f'{v:.1f}' for v in d['box_std'])}]")
     return EXIT_OK
 
 

@@ -124,5 +124,6 @@ def draw_explanation(result, variant, opacity, absolute, image, detections):
                 signed=signed, title=method)
     # the selected box stays drawn on top of the heatmap
     fig.data = (fig.data[0], *fig.data[1 + n_boxes:], *fig.data[1:1 + n_boxes])
-    title = f"{explanation.info.get('method', method)} for {option_label(det) if det else result['query']}"
+    from core.explainers import METHODS
+    title = f"{METHODS[method].label} for {option_label(det) if det else result['query']}"
     return fig, SHOWN, [html.B(title), *describe(method, {**result["info"], **explanation.info})]

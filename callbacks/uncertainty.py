@@ -25,8 +25,8 @@ def show_dropout_note(p, trained):
 
 
 def reference(image: dict, samples, p, seed) -> dict:
-    """What the browser keeps of a run: enough to find it in the cache."""
-    return {"image_id": image["image_id"], "samples": int(samples or 30), "dropout": float(p or 0.0),
+    """What the browser keeps of a run: enough to find it in the cache (with "model", once run)."""
+    return {"image_id": image["image_id"], "samples": int(samples or 30), "dropout": None if p is None else float(p),
             "seed": int(seed or 0)}
 
 
@@ -46,12 +46,14 @@ def run_uncertainty(set_progress, _clicks, samples, p, seed, image):
     service.job_process_setup()
     ref = reference(image, samples, p, seed)
     set_progress((0, ref["samples"], f"0/{ref['samples']} samples"))
+
+    def progress(done, total):
+        set_progress((done, total, f"{done}/{total} samples"))
     try:
-        service.uncertainty(ref["image_id"], ref["samples"], ref["dropout"], ref["seed"],
-                            progress=lambda done, total: set_progress((done, total, f"{done}/{total} samples")))
+        result = service.uncertainty(ref["image_id"], ref["samples"], ref["dropout"], ref["seed"], progress)
     except Exception as err:  # noqa: BLE001 - shown in the card; the rest of the page keeps working
         return {**ref, "error": f"{type(err).__name__}: {err}"}
-    return ref
+    return {**ref, "model": result["model"], "dropout": result["dropout"]}
 
 
 def identity_stats(det: dict, identity: str, threshold: float) -> dict:
@@ -70,7 +72,7 @@ def _result(ref, image, detections):
         return None, html.Div(f"MC Dropout failed: {ref['error']}. Try again.", className="text-danger")
     if not detections or detections.get("image_id") != image["image_id"]:
         return None, "Waiting for the detections."
-    found = service.cached_uncertainty(ref["image_id"], ref["samples"], ref["dropout"], ref["seed"])
+    found = service.cached_uncertainty(ref["model"], ref["image_id"], ref["samples"], ref["dropout"], ref["seed"])
     return found, None if found else "Press Run MC Dropout to compute these samples."
 
 
@@ -98,23 +100,23 @@ def draw_uncertainty(ref, threshold, picked, identity, image, detections):
              for d in shown_detections(dets, threshold, picked)]
     pick = next((d for d in shown if d["index"] == picked), None)
     fig = detection_figure(image, dets, threshold, picked, False)
-    boxes = len(fig.data) - 1
     if pick is not None:
-        chosen = identity_stats(stats[picked], identity, threshold)
-        add_sampled_boxes(fig, pick, chosen["sampled_boxes"], chosen["box_mean"])
+        both = {k: identity_stats(stats[picked], k, threshold) for k in ("slot", "matched")}
+        boxes = len(fig.data) - 1
+        add_sampled_boxes(fig, pick, both[identity]["sampled_boxes"], both[identity]["box_mean"])
         fig.data = (fig.data[0], *fig.data[1 + boxes:], *fig.data[1:1 + boxes])  # boxes over the samples
     add_histogram_insets(fig, shown, image["width"], image["height"])
-    head = (f"{result['samples']} samples at dropout {result['dropout']:.2f} (trained {result['trained_dropout']:.2f}), "
-            f"seed {result['seed']}; identity: {'Hungarian-matched' if identity == 'matched' else 'query slot'}. "
+    naming = "Hungarian-matched" if identity == "matched" else "query slot"
+    head = (f"{result['samples']} samples at dropout {result['dropout']:.2f} "
+            f"(trained {result['trained_dropout']:.2f}), seed {result['seed']}; identity: {naming}. "
             "Beside each box: its score over the samples (hover a bar for the count and score range).")
     if len(above(dets, threshold)) > MAX_INSETS:
         head += f" Histograms for the {MAX_INSETS} highest scores."
     if pick is None:
         return fig, SHOWN, no_update, HIDDEN, [], [head, " Pick a detection for its statistics and sampled boxes."]
-    both = {k: identity_stats(stats[picked], k, threshold) for k in ("slot", "matched")}
-    chosen = both[identity]
-    hist = score_histogram(chosen["scores"], pick["label"], pick["score"], threshold)
-    hist.update_layout(title_text=f"{option_label(pick)}: score over {len(chosen['scores'])} samples")
+    scores = both[identity]["scores"]
+    hist = score_histogram(scores, pick["label"], pick["score"], threshold)
+    hist.update_layout(title_text=f"{option_label(pick)}: score over {len(scores)} samples")
     table = stats_table(both, pick["score"], threshold, stats[picked]["slot_swap_fraction"])
     return fig, SHOWN, hist, {"display": "flex"}, table, [
         head, " Faint outlines: the picked detection's box in each sample; dashed: their mean."]

@@ -126,7 +126,9 @@ def panel_figure(picture: Image.Image, width: int, height: int, method: int, lab
     picture.save(buf, "PNG")
     fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
                              x0=0, y0=0, dx=width / picture.width, dy=height / picture.height, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(z=values[..., method], x=xs, y=ys, customdata=values, opacity=0, showscale=False,
+    # customdata as nested lists: plotly.js reads a 3-D typed array (plotly.py's numpy encoding) as no values
+    fig.add_trace(go.Heatmap(z=values[..., method], x=xs, y=ys, customdata=np.round(values, 3).tolist(),
+                             opacity=0, showscale=False,
                              name="values", hovertemplate="x %{x:.0f}, y %{y:.0f} px<br>" + "<br>".join(lines)
                              + "<extra></extra>"))
     if gt_box is not None:

@@ -121,7 +121,7 @@ def add_histogram_insets(fig: go.Figure, detections: list[dict], width: int, hei
     """A small histogram of each detection's sample scores beside its box, coloured like the box.
 
     detections: dicts with index, label, box and scores (one per sample). One background trace
-    (`hist-bg-N`) and one bar trace (`hist-N`, hover: count and score range) per detection.
+    (`inset-N`) and one bar trace (`hist-N`, hover: count and score range) per detection.
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
     for det in detections[:MAX_INSETS]:
@@ -131,7 +131,7 @@ def add_histogram_insets(fig: go.Figure, detections: list[dict], width: int, hei
         pad = 0.08 * (y1 - y0)
         fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines", fill="toself",
                                  fillcolor="rgba(255,255,255,0.85)", line=dict(color=colour, width=1),
-                                 hoverinfo="skip", name=f"hist-bg-{det['index']}"))
+                                 hoverinfo="skip", name=f"inset-{det['index']}"))
         step = (x1 - x0) / bins
         heights = counts / max(counts.max(), 1) * (y1 - y0 - 2 * pad)
         fig.add_trace(go.Bar(

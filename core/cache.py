@@ -21,8 +21,19 @@ _MISSING = object()
 
 
 def key(*parts: Any) -> str:
-    """A stable key for JSON-able parts (model id, image hash, query, method, params)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    """A stable key for JSON-able parts (model id, image hash, query, method, params). Whole floats
+    count as ints: params that went through the browser come back as 8 where the job had 8.0."""
+    return hashlib.sha256(json.dumps(_canonical(parts), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
 
 
 class DiskStore:

@@ -17,10 +17,11 @@ def postprocess(logits: torch.Tensor, pred_boxes: torch.Tensor, size: tuple[int,
     w, h = size
     cx, cy, bw, bh = pred_boxes.detach().float().unbind(-1)
     boxes = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
+    scores, labels, boxes = scores.tolist(), labels.tolist(), boxes.tolist()  # one copy, not one per value
     return [
-        {"index": q, "label": id2label[int(labels[q])], "score": round(float(scores[q]), 6),
-         "box": [round(float(v), 2) for v in boxes[q]]}
-        for q in range(len(scores)) if float(scores[q]) >= threshold
+        {"index": q, "label": id2label[labels[q]], "score": round(scores[q], 6),
+         "box": [round(v, 2) for v in boxes[q]]}
+        for q in range(len(scores)) if scores[q] >= threshold
     ]
 
 

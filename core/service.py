@@ -148,11 +148,8 @@ def cached_sanity(image_key: str, query: int, methods: dict) -> dict | None:
     return cache.store().get(_comparison_key("sanity", image_key, query, methods))
 
 
-def _uncertainty_key(image_key: str, samples: int, p: float | None, seed: int) -> tuple[str, float]:
-    from core.mc_dropout import trained_dropout
-    loaded = model()
-    p = trained_dropout(loaded) if p is None else float(p)  # None and the trained rate share an entry
-    return cache.key("uncertainty", loaded.name, image_key, int(samples), p, int(seed)), p
+def uncertainty_key(model_name: str, image_key: str, samples: int, p: float, seed: int) -> str:
+    return cache.key("uncertainty", model_name, image_key, int(samples), float(p), int(seed))
 
 
 def backbone(image_key: str):
@@ -170,23 +167,25 @@ def backbone(image_key: str):
 
 
 def uncertainty(image_key: str, samples: int = 30, p: float | None = None, seed: int = 0, progress=None) -> dict:
-    """core.mc_dropout.mc_dropout of every query slot of an image, cached per (model, image, samples,
-    rate, seed); p None = the trained rate. Its above_threshold_fraction is for 0.7: callers
-    recompute it for their threshold from the cached `scores` (a threshold never re-runs sampling)."""
-    from core.mc_dropout import MAX_P, MAX_SAMPLES, default_chunk, mc_dropout
+    """core.mc_dropout.mc_dropout of every query slot of an image, plus "model" (its name), cached per
+    (model, image, samples, rate, seed); p None = the trained rate. Its above_threshold_fraction is
+    for 0.7: callers recompute it for their threshold from the cached `scores` (a threshold never
+    re-runs sampling)."""
+    from core.mc_dropout import MAX_P, MAX_SAMPLES, default_chunk, mc_dropout, trained_dropout
     loaded = model()
-    key, p = _uncertainty_key(image_key, samples, p, seed)
+    p = trained_dropout(loaded) if p is None else float(p)
     if not (1 <= int(samples) <= MAX_SAMPLES and 0 <= p <= MAX_P):  # before the backbone runs
         raise ValueError(f"samples must be 1..{MAX_SAMPLES} and the dropout probability 0..{MAX_P}")
 
     def compute():
         _count_model_call()
         image = get_image(image_key)
-        return mc_dropout(loaded, None, image.size, samples=int(samples), p=p, seed=int(seed),
-                          chunk=default_chunk(loaded.device), progress=progress, features=backbone(image_key))
-    return cache.memo(key, compute)
+        return {**mc_dropout(loaded, None, image.size, samples=int(samples), p=p, seed=int(seed),
+                             chunk=default_chunk(loaded.device), progress=progress, features=backbone(image_key)),
+                "model": loaded.name}
+    return cache.memo(uncertainty_key(loaded.name, image_key, samples, p, seed), compute)
 
 
-def cached_uncertainty(image_key: str, samples: int, p: float | None, seed: int) -> dict | None:
-    """The uncertainty result if some process has computed it, else None (never runs the model)."""
-    return cache.store().get(_uncertainty_key(image_key, samples, p, seed)[0])
+def cached_uncertainty(model_name: str, image_key: str, samples: int, p: float, seed: int) -> dict | None:
+    """The uncertainty result if some process has computed it, else None (never touches the model)."""
+    return cache.store().get(uncertainty_key(model_name, image_key, samples, p, seed))

@@ -142,6 +142,11 @@ def test_ig_settings_come_from_the_card_only_where_chosen():
                                                          "resolution": None}
 
 
+def through_browser(data):
+    """What a store's data looks like after the browser's JSON: 8.0 comes back as 8."""
+    return json.loads(json.dumps(data), parse_float=lambda s: int(float(s)) if float(s).is_integer() else float(s))
+
+
 def test_callbacks_compute_draw_and_export(served, rgb_image, monkeypatch):
     from callbacks import compare as cb
     monkeypatch.setattr(cb, "IG_DEFAULTS", {**cb.IG_DEFAULTS, **FAST_IG})
@@ -154,6 +159,8 @@ def test_callbacks_compute_draw_and_export(served, rgb_image, monkeypatch):
     ref = cb.run_comparison(progress.append, 1, 3, image, dets, None, None, "black", 8, 50, None)
     assert "error" not in ref and ref["gt_box"] == det["box"] and ref["truth_iou"] == pytest.approx(1.0)
     assert ref["methods"]["ig"]["steps"] == 8 and progress[-1][:2] == (1000, 1000)
+    ref = through_browser(ref)
+    assert ref["methods"]["ig"]["sigma"] == 8 and isinstance(ref["methods"]["ig"]["sigma"], int)
 
     cells, rows, style, info = cb.draw_comparison(ref, "minmax", 3, image, dets)
     assert len(cells) == 5 and len(rows) == 5 and style["display"] == "block"
@@ -164,12 +171,14 @@ def test_callbacks_compute_draw_and_export(served, rgb_image, monkeypatch):
     graphs = [c.children.children[1] for c in cells]
     for k, g in enumerate(graphs):  # every panel's hover carries every method; its own values are its z
         hover = g.figure.data[1]
-        assert hover.customdata.shape[-1] == 5 and np.array_equal(np.asarray(hover.z), hover.customdata[..., k])
+        custom = np.asarray(hover.customdata)
+        assert custom.shape[-1] == 5
+        np.testing.assert_allclose(np.asarray(hover.z), custom[..., k], atol=5e-4)
         assert all(cb.LABELS[n] in hover.hovertemplate for n in METHODS)
-    np.testing.assert_array_equal(graphs[0].figure.data[1].customdata, graphs[4].figure.data[1].customdata)
+    np.testing.assert_array_equal(np.asarray(graphs[0].figure.data[1].customdata), graphs[4].figure.data[1].customdata)
     assert "IG (comparison defaults): blur (sigma 8), 8 steps, 85x64 px" in str(cells[2])
     ranked = cb.draw_comparison(ref, "rank", 3, image, dets)[0][0].children.children[1].figure.data[1].customdata
-    assert not np.array_equal(ranked, graphs[0].figure.data[1].customdata)
+    assert not np.array_equal(np.asarray(ranked), np.asarray(graphs[0].figure.data[1].customdata))
     assert cb.draw_comparison(ref, "minmax", 2, image, dets)[0] == []  # another detection picked: nothing stale
 
     png = cb.download_png(1, ref, "minmax", image, dets)
@@ -187,7 +196,7 @@ def test_sanity_callbacks(served, rgb_image, monkeypatch):
     monkeypatch.setattr(cb, "IG_DEFAULTS", {**cb.IG_DEFAULTS, **FAST_IG})
     key = service.put_image(rgb_image)
     image = {"image_id": key, "width": 64, "height": 48, "name": "rgb", "truth": None}
-    ref = cb.run_sanity(lambda p: None, 1, 0, image, None, None, None, "black", 8, 50, None)
+    ref = through_browser(cb.run_sanity(lambda p: None, 1, 0, image, None, None, None, "black", 8, 50, None))
     fig, style, text = cb.draw_sanity(ref, 0, image)
     result = service.cached_sanity(key, 0, ref["methods"])
     assert [t.name for t in fig.data] == [cb.LABELS[n] for n in METHODS]

@@ -14,7 +14,7 @@ def scene_file(tmp_path, seed=1_000_003):
 
 
 def upload(dash_duo, path):
-    dash_duo.find_element("#upload input[type=file]").send_keys(str(path))
+    dash_duo.wait_for_element("#upload input[type=file]", timeout=TIMEOUT).send_keys(str(path))
 
 
 def wait_until(predicate, message, timeout=TIMEOUT):
@@ -33,6 +33,20 @@ def traces(dash_duo, graph_id):
         "const g = document.getElementById(arguments[0]).querySelector('.js-plotly-plot');"
         "return JSON.stringify(g && g.data ? g.data.map(t => ({name: t.name, type: t.type, "
         "width: t.line && t.line.width, hovertemplate: t.hovertemplate})) : []);", graph_id))
+
+
+def click(dash_duo, selector):
+    """Scroll the element to the middle of the window first, as a person would, then click it."""
+    element = dash_duo.find_element(selector)
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    element.click()
+
+
+def select(dash_duo, selector, value):
+    """Choose a dropdown option by its label, with the dropdown scrolled into view."""
+    element = dash_duo.find_element(selector)
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    dash_duo.select_dcc_dropdown(selector, value=value)
 
 
 def rows(dash_duo):

@@ -18,6 +18,13 @@ def _pick_best(dash_duo) -> int:
     return index
 
 
+def _click(dash_duo, selector):
+    """A click in the page's script: the card is below the fold, and the page's layout moves while the
+    explanation card fills in (a pointer click can land on what moved there)."""
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();",
+                                   dash_duo.find_element(selector))
+
+
 def _panels(dash_duo):
     """Per compare panel: its hover template and how many values each hover cell carries."""
     return json.loads(dash_duo.driver.execute_script(
@@ -33,12 +40,15 @@ def _hover_values(dash_duo):
 
 def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard, tmp_path):
     dash_duo.start_server(dashboard)
-    dash_duo.wait_for_element("#compare", timeout=TIMEOUT)
+    dash_duo.wait_for_element("#upload input[type=file]", timeout=TIMEOUT)
     upload(dash_duo, scene_file(tmp_path))
     wait_until(lambda: len(rows(dash_duo)) > 0, "no detection rows after upload")
     best = _pick_best(dash_duo)
     wait_until(lambda: dash_duo.find_element("#picker").text.strip().startswith(f"{best}:"), "nothing picked")
-    dash_duo.find_element("#compare").click()
+    # IG steps set in the explanation card are used; the other IG settings keep the comparison's defaults
+    dash_duo.select_dcc_dropdown("#method", value="Integrated Gradients")
+    dash_duo.select_dcc_dropdown("#ig-steps", value="10")
+    _click(dash_duo, "#compare")
 
     panels = wait_until(lambda: len(_panels(dash_duo)) == 5 and _panels(dash_duo), "the five panels did not appear",
                         timeout=3 * TIMEOUT)
@@ -46,7 +56,9 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard, tmp_path
         assert panel["cells"] == 5 and all(label in panel["hover"] for label in METHOD_LABELS)
     titles = [e.text for e in dash_duo.find_elements("#compare-grid .card-header")]
     assert sorted(titles) == sorted(METHOD_LABELS)
-    assert all("deletion" in e.text for e in dash_duo.find_elements("#compare-grid .card .small"))
+    notes = [e.text for e in dash_duo.find_elements("#compare-grid .card .small")]
+    assert len(notes) == 5 and all("deletion" in n for n in notes)
+    assert any("IG (from the explanation card): blur (sigma 8), 10 steps, 128x128 px" in n for n in notes)
     dash_duo.wait_for_contains_text("#compare-info", f"All methods for {best}:", timeout=TIMEOUT)
 
     methods = dash_duo.find_elements("#compare-table tbody tr td[data-dash-column=method]")
@@ -64,7 +76,6 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard, tmp_path
 
     # switching the normalisation redraws the panels from the cache: the hover values change
     before = _hover_values(dash_duo)
-    [rank] = [e for e in dash_duo.find_elements("#compare-norm label") if e.text == "rank"]
-    rank.click()
+    _click(dash_duo, "label[for='_dbcprivate_radioitems_compare-norm_input_rank']")
     wait_until(lambda: _hover_values(dash_duo) not in (before, None), "switching to rank did not redraw the panels")
     assert len(_panels(dash_duo)) == 5

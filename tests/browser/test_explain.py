@@ -1,7 +1,7 @@
 """Explanations as a person sees them: heatmaps with hover values, IG progress."""
 from selenium.webdriver.common.action_chains import ActionChains
 
-from tests.browser.helpers import TIMEOUT, traces, upload_and_pick, wait_until
+from tests.browser.helpers import TIMEOUT, click, select, traces, upload_and_pick, wait_until
 
 
 def _heatmaps(dash_duo):
@@ -12,14 +12,18 @@ def test_gradcam_plus_plus_heatmap_with_hover_values(dash_duo, dashboard, tmp_pa
     dash_duo.start_server(dashboard)
     index = upload_and_pick(dash_duo, tmp_path)
     wait_until(lambda: _heatmaps(dash_duo), "picking a detection showed no Grad-CAM heatmap")
-    dash_duo.find_element("label[for='_dbcprivate_radioitems_cam-variant_input_gradcam++']").click()
+    click(dash_duo, "label[for='_dbcprivate_radioitems_cam-variant_input_gradcam++']")
     dash_duo.wait_for_contains_text("#explain-info", "Grad-CAM++", timeout=TIMEOUT)
     dash_duo.wait_for_contains_text("#explain-info", f"{index}:", timeout=TIMEOUT)
     names = [t["name"] for t in traces(dash_duo, "explain-figure")]
     assert names[-1] == f"det-{index}", "the selected box must stay on top of the heatmap"
     # hover over the plot: the tooltip shows the map's value at that point
     graph = dash_duo.find_element("#explain-figure .nsewdrag")
-    ActionChains(dash_duo.driver).move_to_element_with_offset(graph, 5, 5).perform()
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", graph)
+    # a point near the top-left corner of the image, away from the box (offsets from the centre)
+    size = graph.size
+    ActionChains(dash_duo.driver).move_to_element(graph).move_by_offset(
+        -size["width"] // 2 + 8, -size["height"] // 2 + 8).perform()
     text = wait_until(lambda: " ".join(e.text for e in dash_duo.find_elements("#explain-figure .hovertext")),
                       "no hover text over the heatmap", timeout=10)
     assert "value" in text
@@ -28,9 +32,9 @@ def test_gradcam_plus_plus_heatmap_with_hover_values(dash_duo, dashboard, tmp_pa
 def test_integrated_gradients_shows_progress_then_the_map(dash_duo, dashboard, tmp_path):
     dash_duo.start_server(dashboard)
     upload_and_pick(dash_duo, tmp_path)
-    dash_duo.select_dcc_dropdown("#method", value="Integrated Gradients")
-    dash_duo.select_dcc_dropdown("#ig-steps", value="300")
-    dash_duo.find_element("#explain").click()
+    select(dash_duo, "#method", "Integrated Gradients")
+    select(dash_duo, "#ig-steps", "300")
+    click(dash_duo, "#explain")
     wait_until(lambda: dash_duo.find_element("#explain-progress").is_displayed(), "no progress bar while IG runs")
     dash_duo.wait_for_contains_text("#explain-info", "Convergence", timeout=120)
     assert not dash_duo.find_element("#explain-progress").is_displayed()

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from selenium.common.exceptions import ElementClickInterceptedException
+from selenium.webdriver.common.keys import Keys
 
-from tests.browser.helpers import TIMEOUT, rows, scene_file, upload, upload_and_pick, wait_until
+from tests.browser.helpers import TIMEOUT, rows, scene_file, upload
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -24,6 +26,17 @@ START_TIMEOUT = 240  # three Python processes importing torch and loading the mo
 JOB_TIMEOUT = 180
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed (.ci/run installs it)")
+
+
+def _until(predicate, message, timeout=TIMEOUT):
+    """predicate's first true value, polled for `timeout` s; else fails with `message` (or message())."""
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(message() if callable(message) else message)
 
 
 def _free_port() -> int:
@@ -40,7 +53,7 @@ class Stack:
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.env = {**os.environ, "REDIS_URL": self.redis_url, "DETR_MODEL": os.environ.get("DETR_MODEL", "demo"),
                     "DETR_CACHE_DIR": str(tmp / "cache"), "PYTHONPATH": str(ROOT), "TRANSFORMERS_VERBOSITY": "error",
-                    "DETR_JOB_HEARTBEAT_EVERY": "1", "DETR_JOB_HEARTBEAT_TIMEOUT": "5"}
+                    "DETR_JOB_HEARTBEAT_EVERY": "1", "DETR_JOB_HEARTBEAT_TIMEOUT": "10"}
 
     def start(self, name, cmd):
         log = open(self.tmp / f"{name}.log", "a")
@@ -51,8 +64,8 @@ class Stack:
         (self.tmp / "celery.log").unlink(missing_ok=True)
         self.start("celery", [str(BIN / "celery"), "-A", "app.celery_app", "worker", "--concurrency", "1",
                               "--loglevel", "info", "--without-mingle", "--without-gossip"])
-        wait_until(lambda: self._alive("celery") and "ready." in (self.tmp / "celery.log").read_text(),
-                   "the Celery worker did not start: " + self.log("celery"), START_TIMEOUT)
+        _until(lambda: self._alive("celery") and "ready." in (self.tmp / "celery.log").read_text(),
+                   lambda: "the Celery worker did not start: " + self.log("celery"), START_TIMEOUT)
 
     def kill(self, name, sig=signal.SIGKILL):
         proc = self.procs.pop(name, None)
@@ -102,11 +115,11 @@ def stack(tmp_path_factory):
         s.start("redis", [shutil.which("redis-server"), "--port", str(s.redis_port), "--bind", "127.0.0.1",
                           "--save", "", "--appendonly", "no", "--maxmemory", "64mb",
                           "--maxmemory-policy", "volatile-lru"])
-        wait_until(lambda: s._alive("redis") and _pings(s), "redis did not start", 30)
+        _until(lambda: s._alive("redis") and _pings(s), "redis did not start", 30)
         s.start("gunicorn", [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
                              "-b", f"127.0.0.1:{s.web_port}", "-w", "2", "app.wsgi:server"])
         s.start_worker()
-        wait_until(lambda: s._alive("gunicorn") and _answers(s.url + "/_dash-layout"),
+        _until(lambda: s._alive("gunicorn") and _answers(s.url + "/_dash-layout"),
                    "gunicorn did not serve the app", START_TIMEOUT)
         yield s
     finally:
@@ -143,84 +156,111 @@ def _open(br, stack):
     br.wait_for_element("#upload", timeout=TIMEOUT)
 
 
+def _select(br, selector, value=None, index=None):
+    """A dropdown option, with the dropdown in view; retried while something (a menu still open, a
+    layout still moving) takes the click."""
+    def pick():
+        if br.driver.find_elements("css selector", ".dash-dropdown-options"):  # a menu left open
+            br.find_element("body").send_keys(Keys.ESCAPE)
+            return False
+        br.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", br.find_element(selector))
+        try:
+            br.select_dcc_dropdown(selector, value=value, index=index)
+        except ElementClickInterceptedException:
+            br.find_element("body").send_keys(Keys.ESCAPE)
+            return False
+        text = br.find_element(selector).text
+        return value in text if value is not None else ":" in text
+    _until(pick, f"could not choose {value if value is not None else index} in {selector}")
+
+
 def _ig(br, steps: str, resolution: int | None = None):
-    br.select_dcc_dropdown("#method", value="Integrated Gradients")
-    br.select_dcc_dropdown("#ig-steps", value=steps)
+    _select(br, "#method", "Integrated Gradients")
+    _until(lambda: br.find_element("#ig-group").is_displayed(), "the IG controls did not appear")
+    _select(br, "#ig-steps", steps)
+    box = br.find_element("#ig-resolution")
+    box.clear()
     if resolution:
-        box = br.find_element("#ig-resolution")
-        box.clear()
         box.send_keys(str(resolution))
-    br.find_element("#explain").click()
+    _click(br, "#explain")
+
+
+def _click(br, selector):
+    """A button click, also when a control's tooltip (shown on keyboard focus) lies over the button."""
+    br.driver.execute_script("arguments[0].click();", br.find_element(selector))
 
 
 def _info(br):
     return br.find_element("#explain-info").text
 
 
+def _upload_and_pick(br, tmp_path, seed=1_000_003):
+    upload(br, scene_file(tmp_path, seed))
+    _until(lambda: len(rows(br)) > 0, lambda: "no detection rows after upload: "
+               + br.find_element("#detection-count").text, JOB_TIMEOUT)
+    _select(br, "#picker", index=0)
+    _until(lambda: "Layer:" in _info(br), lambda: "picking a detection showed no Grad-CAM: " + _info(br),
+               JOB_TIMEOUT)
+
+
 def test_two_people_one_cache(stack, dash_br, second_br, tmp_path):
     """Upload -> detection -> IG with progress, in the worker; a second person with the same image is
     served from the shared cache: no model run at all."""
     _open(dash_br, stack)
-    upload_and_pick(dash_br, tmp_path)
-    wait_until(lambda: "Grad-CAM" in _info(dash_br), "picking a detection showed no Grad-CAM", JOB_TIMEOUT)
+    _upload_and_pick(dash_br, tmp_path)
     _ig(dash_br, "10")
-    wait_until(lambda: dash_br.find_element("#explain-progress").is_displayed(), "no progress bar while IG runs")
+    _until(lambda: dash_br.find_element("#explain-progress").is_displayed(), "no progress bar while IG runs")
     assert not dash_br.find_element("#explain").is_enabled(), "Explain must be disabled while its job runs"
-    wait_until(lambda: "Convergence" in _info(dash_br), "IG gave no result: " + stack.log("celery"), JOB_TIMEOUT)
+    _until(lambda: "Convergence" in _info(dash_br), lambda: "IG gave no result: " + _info(dash_br) + stack.log("celery"), JOB_TIMEOUT)
     assert not dash_br.find_element("#explain-progress").is_displayed()
     calls = stack.model_calls()
     assert calls >= 3  # detection, Grad-CAM, IG: all in the worker, all counted in the shared cache
 
     _open(second_br, stack)
-    upload_and_pick(second_br, tmp_path)
-    wait_until(lambda: "Grad-CAM" in _info(second_br), "second person: no Grad-CAM", TIMEOUT)
+    _upload_and_pick(second_br, tmp_path)
     _ig(second_br, "10")
-    wait_until(lambda: "Convergence" in _info(second_br), "second person: no IG result", TIMEOUT)
+    _until(lambda: "Convergence" in _info(second_br), "second person: no IG result", TIMEOUT)
     assert stack.model_calls() == calls, "the second person's results must come from the cache"
 
 
 def test_killed_worker_shows_an_error_then_retry_works(stack, dash_br, tmp_path):
     _open(dash_br, stack)
-    upload_and_pick(dash_br, tmp_path)
-    wait_until(lambda: "Grad-CAM" in _info(dash_br), "no Grad-CAM", JOB_TIMEOUT)
+    _upload_and_pick(dash_br, tmp_path)
     before = stack.running_jobs()
     _ig(dash_br, "100", resolution=256)  # long enough to be killed mid-job
-    wait_until(lambda: set(stack.running_jobs()) - set(before), "the IG job never started in the worker", JOB_TIMEOUT)
+    _until(lambda: set(stack.running_jobs()) - set(before), "the IG job never started in the worker", JOB_TIMEOUT)
     stack.kill("celery")  # the whole worker, as when its machine dies
 
-    wait_until(lambda: "failed" in _info(dash_br), "no error after the worker was killed", TIMEOUT)
+    _until(lambda: "failed" in _info(dash_br), lambda: "no error after the worker was killed: " + _info(dash_br), TIMEOUT)
     assert "stopped" in _info(dash_br)
-    wait_until(lambda: dash_br.find_element("#explain").is_enabled(), "Explain stayed disabled: no retry possible")
+    _until(lambda: dash_br.find_element("#explain").is_enabled(), "Explain stayed disabled: no retry possible")
     assert not dash_br.find_element("#explain-progress").is_displayed()
     # the rest of the page still works: the detections are there and the threshold still filters them
     assert len(rows(dash_br)) > 0
 
     stack.start_worker()
-    dash_br.find_element("#explain").click()
-    wait_until(lambda: "Convergence" in _info(dash_br), "the retry after restarting the worker failed: "
-               + stack.log("celery"), JOB_TIMEOUT)
+    _click(dash_br, "#explain")
+    _until(lambda: "Convergence" in _info(dash_br), lambda: "the retry after restarting the worker failed: "
+           + _info(dash_br) + stack.log("celery"), JOB_TIMEOUT)
 
 
 def test_cancel_stops_the_job_in_the_worker(stack, dash_br, tmp_path):
     _open(dash_br, stack)
-    upload(dash_br, scene_file(tmp_path, seed=1_000_011))
-    wait_until(lambda: len(rows(dash_br)) > 0, "no detection rows after upload", JOB_TIMEOUT)
-    dash_br.select_dcc_dropdown("#picker", index=0)
-    wait_until(lambda: "Grad-CAM" in _info(dash_br), "no Grad-CAM", JOB_TIMEOUT)
+    _upload_and_pick(dash_br, tmp_path, seed=1_000_011)
     before = stack.running_jobs()
     _ig(dash_br, "300", resolution=256)
-    new = wait_until(lambda: set(stack.running_jobs()) - set(before), "the IG job never started", JOB_TIMEOUT)
+    new = _until(lambda: set(stack.running_jobs()) - set(before), "the IG job never started", JOB_TIMEOUT)
     pid = stack.running_jobs()[new.pop()]
 
-    dash_br.find_element("#explain-cancel").click()
-    wait_until(lambda: not _exists(pid), f"the worker process {pid} running the job was not stopped", TIMEOUT)
-    wait_until(lambda: dash_br.find_element("#explain").is_enabled(), "Explain stayed disabled after cancel")
+    _click(dash_br, "#explain-cancel")
+    _until(lambda: not _exists(pid), f"the worker process {pid} running the job was not stopped", TIMEOUT)
+    _until(lambda: dash_br.find_element("#explain").is_enabled(), "Explain stayed disabled after cancel")
     time.sleep(3)  # polls that see the stopped job must not turn it into an error
     assert "failed" not in _info(dash_br)
     assert not dash_br.find_element("#explain-progress").is_displayed()
     # the worker replaced its pool process and takes new jobs
     _ig(dash_br, "10")
-    wait_until(lambda: "Convergence" in _info(dash_br), "no IG result after a cancel", JOB_TIMEOUT)
+    _until(lambda: "Convergence" in _info(dash_br), "no IG result after a cancel", JOB_TIMEOUT)
 
 
 def _exists(pid: int) -> bool:

@@ -1,0 +1,59 @@
+"""What a person sees: upload, boxes and table, threshold, picking, tooltips, bad files."""
+from selenium.webdriver.common.keys import Keys
+
+from tests.browser.helpers import TIMEOUT, rows, scene_file, traces, upload, upload_and_pick, wait_until
+
+
+def _boxes(dash_duo):
+    return [t for t in traces(dash_duo, "detection-figure") if (t["name"] or "").startswith("det-")]
+
+
+def test_upload_threshold_pick(dash_duo, dashboard, tmp_path):
+    dash_duo.start_server(dashboard, port=8093)
+    upload(dash_duo, scene_file(tmp_path))
+    dash_duo.wait_for_contains_text("#detection-count", "of 12 detections at confidence >= 0.70", timeout=TIMEOUT)
+    shown = int(dash_duo.find_element("#detection-count").text.split()[0])
+    assert shown > 0 and len(rows(dash_duo)) == shown
+    wait_until(lambda: len(_boxes(dash_duo)) == shown, "boxes drawn do not match the table")
+
+    # threshold 0: every query is shown; the slider only filters
+    dash_duo.find_element("#threshold [role=slider]").send_keys(Keys.HOME)
+    dash_duo.wait_for_contains_text("#detection-count", "12 of 12 detections at confidence >= 0.00", timeout=TIMEOUT)
+    wait_until(lambda: len(_boxes(dash_duo)) == 12, "lowering the threshold did not draw every box")
+    assert len(rows(dash_duo)) == 10  # the table pages at 10 rows
+
+    # pick one: its box is drawn thicker and on top
+    dash_duo.select_dcc_dropdown("#picker", index=0)
+    index = int(wait_until(lambda: dash_duo.find_element("#picker").text.strip(), "nothing picked").split(":")[0])
+    wait_until(lambda: [t["name"] for t in _boxes(dash_duo) if t["width"] == 5] == [f"det-{index}"],
+               "the picked box is not highlighted")
+    assert _boxes(dash_duo)[-1]["name"] == f"det-{index}"
+
+
+def test_clicking_a_table_row_picks_it(dash_duo, dashboard, tmp_path):
+    dash_duo.start_server(dashboard, port=8093)
+    upload(dash_duo, scene_file(tmp_path))
+    wait_until(lambda: len(rows(dash_duo)) > 0, "no detection rows")
+    cell = rows(dash_duo)[-1]
+    index = cell.text.strip()
+    cell.click()
+    wait_until(lambda: dash_duo.find_element("#picker").text.strip().startswith(f"{index}:"),
+               "clicking a table row did not pick that detection")
+
+
+def test_tooltip_on_keyboard_focus(dash_duo, dashboard):
+    dash_duo.start_server(dashboard, port=8093)
+    handle = dash_duo.find_element("#threshold [role=slider]")
+    dash_duo.driver.execute_script("arguments[0].focus();", handle)
+    dash_duo.wait_for_contains_text(".tooltip", "Filter out detections with confidence below this value.", timeout=10)
+    assert dash_duo.find_element("#threshold-group").get_attribute("aria-describedby") == "threshold-tooltip"
+
+
+def test_bad_file_shows_message_and_page_keeps_working(dash_duo, dashboard, tmp_path):
+    dash_duo.start_server(dashboard, port=8093)
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image")
+    upload(dash_duo, bad)
+    dash_duo.wait_for_contains_text("#upload-message", "not an image", timeout=TIMEOUT)
+    upload(dash_duo, scene_file(tmp_path))
+    dash_duo.wait_for_contains_text("#detection-count", "of 12 detections", timeout=TIMEOUT)
