@@ -15,8 +15,9 @@ def model_info() -> dict:
     from core import service
     from core.gradcam import default_layer, layer_choices
     loaded = service.model()
-    return {"layers": layer_choices(loaded.model), "default_layer": default_layer(loaded.model),"name": loaded.name, "is_demo": loaded.is_demo, "fallback_reason": loaded.fallback_reason,
-            "labels": sorted(loaded.id2label.values()), "trained_dropout": float(loaded.model.config.dropout)}
+    return {"name": loaded.name, "is_demo": loaded.is_demo, "fallback_reason": loaded.fallback_reason,
+            "labels": sorted(loaded.id2label.values()), "trained_dropout": float(loaded.model.config.dropout),
+            "layers": layer_choices(loaded.model), "default_layer": default_layer(loaded.model)}
 
 
 def create_app(settings: Settings | None = None) -> dash.Dash:

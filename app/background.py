@@ -26,6 +26,10 @@ from dash._callback_context import context_value
 from dash._utils import AttributeDict
 from dash.exceptions import PreventUpdate
 
+# Job processes share the cores: idle OpenMP threads must sleep, not spin (see gunicorn.conf.py). Read
+# when torch loads; create_app imports this module before anything imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 CACHED, FAILED = "cached", "failed"   # job ids of jobs answered in the web process
 CALL, STOPPED, ALIVE = "detr-job-call-", "detr-job-stopped-", "detr-job-alive-"  # keys in the job store
 KEEP, STOP_MARK = 3600, 120  # seconds a call and a stop mark are kept (a stop mark is read by the next poll)

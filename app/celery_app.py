@@ -19,6 +19,9 @@ from pathlib import Path
 
 from celery import Celery, signals
 
+# before torch loads: idle OpenMP threads sleep instead of spinning (see gunicorn.conf.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # `celery -A` puts the working directory on sys.path only while it imports this module (and then
 # removes one copy): a second copy keeps the repository there for the modules imported later
 ROOT = str(Path(__file__).resolve().parent.parent)

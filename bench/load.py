@@ -1,6 +1,7 @@
 """Serving many people: concurrent sessions over HTTP, and what a background job costs.
 
-    .venv/bin/python -m bench.load [--sessions 8] [--rounds 2] [--setup both|single|celery] [--model demo]
+    .venv/bin/python -m bench.load [--sessions 8] [--rounds 2] [--cold-rounds 1] [--setup both|single|celery]
+                                   [--model demo]
     .venv/bin/python -m bench.load --jobs 6          # fork-per-job: inherited model vs reload per job
 
 HTTP: each simulated session does what the page does (Dash's callback protocol on
@@ -37,6 +38,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the servers set it (app/background.py), before torch loads
 REQUEST_TIMEOUT = 60
 
 
@@ -148,8 +150,9 @@ def session(base: str, seed: int) -> dict:
         out = fn()
         steps[name] = (time.perf_counter() - t, c.server_s)
         return out
+    contents = scene_png(seed)
     store = step("upload", lambda: c.call("image-store.data", "upload.contents",
-                                          **{"upload.contents": scene_png(seed), "upload.filename": f"{seed}.png"}))
+                                          **{"upload.contents": contents, "upload.filename": f"{seed}.png"}))
     image = store["image-store"]["data"]
     dets = step("detect", lambda: c.call("detections-store.data", "image-store.data",
                                          **{"image-store.data": image}))["detections-store"]["data"]
@@ -273,6 +276,8 @@ class MemorySampler(threading.Thread):
         while not self.stop.is_set():
             for role, p in self.stack.tree():
                 try:
+                    if p.status() == psutil.STATUS_ZOMBIE:
+                        continue
                     mem = p.memory_full_info()
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
@@ -286,7 +291,7 @@ def pct(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def run_setup(setup, model, sessions, rounds, budget, workdir):
+def run_setup(setup, model, sessions, rounds, cold_rounds, budget, workdir):
     stack = Stack(setup, model, workdir)
     sampler = MemorySampler(stack)
     try:
@@ -296,7 +301,10 @@ def run_setup(setup, model, sessions, rounds, budget, workdir):
               f" (ready in {time.time() - t:.1f} s)")
         sampler.start()
         for r in range(rounds):
-            seeds = [1_000_100 + i for i in range(sessions)]  # the same images every round: later rounds are cached
+            # new images in each of the first cold_rounds rounds (every step computed), then the last
+            # cold round's images again (every step cached)
+            base = 1_000_100 + 100 * min(r, cold_rounds - 1)
+            seeds = [base + i for i in range(sessions)]
             t = time.time()
             with ThreadPoolExecutor(sessions) as pool:
                 futures = [pool.submit(session, stack.url, s) for s in seeds]
@@ -309,7 +317,7 @@ def run_setup(setup, model, sessions, rounds, budget, workdir):
             wall = time.time() - t
             errors = [e for res in results for e in res["errors"]]
             done = sum(1 for res in results if not res["errors"])
-            print(f"round {r + 1} ({'cold' if r == 0 else 'cached'}): {done}/{sessions} sessions in {wall:.1f} s, "
+            print(f"round {r + 1} ({'cold' if r < cold_rounds else 'cached'}): {done}/{sessions} sessions in {wall:.1f} s, "
                   f"{done / wall:.2f} sessions/s, errors {len(errors)}" + (f" e.g. {errors[0]}" if errors else ""))
             for name in ("upload", "detect", "gradcam", "figure"):
                 walls = [res["steps"][name][0] for res in results if name in res["steps"]]
@@ -323,10 +331,15 @@ def run_setup(setup, model, sessions, rounds, budget, workdir):
         if sampler.is_alive():
             sampler.join(2)
         stack.stop()
-    print("  peak memory per process (MiB):")
+    print("  peak memory (MiB; rss counts pages shared with the parent, uss only the process' own):")
+    jobs = [v for v in sampler.peak.values() if v[4] == "job"]
+    if jobs:
+        print(f"    job processes    {len(jobs):3d} seen  rss peak {max(v[0] for v in jobs) / 2**20:7.0f}"
+              f"  uss peak {max(v[1] for v in jobs) / 2**20:7.0f}")
     for pid, (rss, uss, first, last, role) in sorted(sampler.peak.items(), key=lambda kv: kv[1][4]):
-        print(f"    {role:16s} pid {pid:7d}  rss peak {rss / 2**20:7.0f}  uss peak {uss / 2**20:7.0f}"
-              f"  rss first {first / 2**20:6.0f} last {last / 2**20:6.0f}")
+        if role != "job":
+            print(f"    {role:16s} pid {pid:7d}  rss peak {rss / 2**20:7.0f}  uss peak {uss / 2**20:7.0f}"
+                  f"  rss first {first / 2**20:6.0f} last {last / 2**20:6.0f}")
 
 
 # --- (a) inherited model vs (b) reload per job ---------------------------------------------------------
@@ -395,6 +408,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--cold-rounds", type=int, default=1, help="rounds with new images (memory over many jobs)")
     ap.add_argument("--setup", choices=("both", "single", "celery"), default="both")
     ap.add_argument("--model", default="demo")
     ap.add_argument("--budget", type=float, default=600, help="seconds per setup for the sessions")
@@ -410,7 +424,8 @@ def main(argv=None) -> int:
             jobs_bench(model, args.jobs)
             return 0
         for setup in (("single", "celery") if args.setup == "both" else (args.setup,)):
-            run_setup(setup, model, args.sessions, args.rounds, args.budget, workdir)
+            run_setup(setup, model, args.sessions, args.rounds, min(args.cold_rounds, args.rounds), args.budget,
+                      workdir)
     return 0
 
 

@@ -1,9 +1,9 @@
 """The MC-Dropout card (left controls) and panel: score histograms beside each box, the picked
 detection's histogram, statistics and sampled boxes.
 
-Insets are drawn in the image's own pixel coordinates (bars on the image axes), not as extra axes
-in paper coordinates: the image keeps its aspect ratio inside the plot area, so where a box lands
-in paper coordinates is only known in the browser, while image pixels always line up with it.
+Insets are drawn in the image's own pixel coordinates (filled polygons on the image axes), not as
+extra axes in paper coordinates: the image keeps its aspect ratio inside the plot area, so where a
+box lands in paper coordinates is only known in the browser, while image pixels always line up.
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def uncertainty_panel():
                                  "both."),
             dcc.Graph(id=ids.MC_FIGURE, config={"displaylogo": False, "scrollZoom": False}, style={"display": "none"}),
             dbc.Row([
-                dbc.Col(dcc.Graph(id=ids.MC_HISTOGRAM, config={"displaylogo": False}), md=6),
+                dbc.Col(dcc.Graph(id=ids.MC_HISTOGRAM, config={"displayModeBar": False}), md=6),
                 dbc.Col(html.Div(id=ids.MC_STATS), md=6),
             ], id=ids.MC_DETAIL, style={"display": "none"}, className="mt-2"),
             dcc.Store(id=ids.MC_RESULT),
@@ -104,43 +104,59 @@ def histogram(scores, bins: int) -> tuple[np.ndarray, np.ndarray]:
     return np.histogram(np.asarray(scores, dtype=np.float64), bins=np.linspace(0.0, 1.0, bins + 1))
 
 
-def inset_box(box, width: int, height: int) -> tuple[float, float, float, float]:
-    """Where a box's histogram goes, in image pixels (x0, y0, x1, y1): right of the box, or left of it
-    when the right edge is too close; top aligned with the box; always inside the image."""
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def inset_box(box, width: int, height: int, taken=()) -> tuple[float, float, float, float]:
+    """Where a box's histogram goes, in image pixels (x0, y0, x1, y1), always inside the image:
+    right of the box (left of it when the right edge is too close), top-aligned with it; if that
+    covers an inset in `taken` (duplicate detections share a place), the nearest free slot one
+    inset height further down or up, on either side."""
     side = min(width, height)
     w, h, gap = 0.22 * side, 0.13 * side, 0.01 * side
     x0, y0, x1, _ = box
-    left = x1 + gap if x1 + gap + w <= width else x0 - gap - w
-    left = min(max(left, 0.0), max(width - w, 0.0))
-    top = min(max(y0, 0.0), max(height - h, 0.0))
-    return left, top, left + w, top + h
+    right, left = x1 + gap, x0 - gap - w
+    sides = [right, left] if right + w <= width else [left, right]
+    candidates = [(min(max(x, 0.0), max(width - w, 0.0)), min(max(y0 + k * (h + gap), 0.0), max(height - h, 0.0)))
+                  for k in (0, 1, -1, 2, -2, 3, -3) for x in sides]
+    rects = [(x, y, x + w, y + h) for x, y in candidates]
+    return next((r for r in rects if not any(_overlaps(r, t) for t in taken)), rects[0])
 
 
 def add_histogram_insets(fig: go.Figure, detections: list[dict], width: int, height: int,
                          bins: int = INSET_BINS) -> go.Figure:
     """A small histogram of each detection's sample scores beside its box, coloured like the box.
 
-    detections: dicts with index, label, box and scores (one per sample). One background trace
-    (`inset-N`) and one bar trace (`hist-N`, hover: count and score range) per detection.
+    detections: dicts with index, label, box and scores (one per sample). Per detection, a white
+    background (`inset-N`) and the bars (`hist-N`): one filled polygon per bin, 6 points each
+    (5 corners and a gap), every point carrying its bin's [count, low, high] for the hover.
+    Scatter polygons, not go.Bar: plotly draws all bars below all scatter traces, so bars would
+    hide under the backgrounds and boxes.
     """
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges, taken = np.linspace(0.0, 1.0, bins + 1), []
     for det in detections[:MAX_INSETS]:
         counts, _ = histogram(det["scores"], bins)
         colour, total = label_colour(det["label"]), len(det["scores"])
-        x0, y0, x1, y1 = inset_box(det["box"], width, height)
+        x0, y0, x1, y1 = inset_box(det["box"], width, height, taken)
+        taken.append((x0, y0, x1, y1))
         pad = 0.08 * (y1 - y0)
         fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines", fill="toself",
-                                 fillcolor="rgba(255,255,255,0.85)", line=dict(color=colour, width=1),
+                                 fillcolor="rgba(255,255,255,0.95)", line=dict(color=colour, width=1),
                                  hoverinfo="skip", name=f"inset-{det['index']}"))
-        step = (x1 - x0) / bins
-        heights = counts / max(counts.max(), 1) * (y1 - y0 - 2 * pad)
-        fig.add_trace(go.Bar(
-            x=x0 + (np.arange(bins) + 0.5) * step, y=-heights, base=y1 - pad, width=0.9 * step,
-            marker=dict(color=colour, line=dict(width=0)), name=f"hist-{det['index']}",
-            customdata=np.stack([counts, edges[:-1], edges[1:]], -1),
+        step, base = (x1 - x0) / bins, y1 - pad
+        tops = base - counts / max(counts.max(), 1) * (y1 - y0 - 2 * pad)  # the image's y axis points down
+        xs, ys, data = [], [], []
+        for b in range(bins):
+            left, right = x0 + (b + 0.05) * step, x0 + (b + 0.95) * step
+            xs += [left, left, right, right, left, None]
+            ys += [base, tops[b], tops[b], base, base, None]
+            data += [[int(counts[b]), edges[b], edges[b + 1]]] * 6
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines", fill="toself", fillcolor=colour, line=dict(color=colour, width=1),
+            hoveron="points", customdata=data, name=f"hist-{det['index']}",
             hovertemplate=(f"<b>{det['label']}</b> (query {det['index']})<br>%{{customdata[0]}} of {total} samples"
                            "<br>score %{customdata[1]:.2f}-%{customdata[2]:.2f}<extra></extra>")))
-    fig.update_layout(barmode="overlay", bargap=0)
     return fig
 
 

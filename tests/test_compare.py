@@ -206,3 +206,21 @@ def test_sanity_callbacks(served, rgb_image, monkeypatch):
     for m in result["methods"].values():
         assert all(-1 <= r <= 1 or math.isnan(r) for r in m["rho"])
     assert cb.draw_sanity(ref, 1, image)[1] == {"display": "none"}  # another detection: hidden
+
+
+def test_cli_compare_json_and_exit_codes(tiny_dir, tmp_path, rgb_image, capsys):
+    from app.cli import main
+    path = tmp_path / "image.png"
+    rgb_image.save(path)
+    assert main(["compare", str(path), "--query", "1", "--model", str(tiny_dir), "--steps", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["methods"]) == set(METHODS) and report["wall_seconds"] > 0
+    for m in report["methods"].values():
+        assert {"deletion_auc", "insertion_auc", "pointing_game"} <= set(m) and "pointing_game_gt" not in m
+    assert report["methods"]["ig"]["params"]["steps"] == 4
+    assert [r["method"] for r in report["ranking"]] == [r["method"] for r in rank(
+        {n: {c: m[c] for c in ("deletion_auc", "insertion_auc", "pointing_game")} for n, m in report["methods"].items()})]
+    assert main(["compare", str(path), "--query", "99", "--model", str(tiny_dir)]) == 2
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert main(["compare", str(bad), "--query", "1", "--model", str(tiny_dir)]) == 3

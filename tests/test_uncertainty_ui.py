@@ -23,6 +23,13 @@ def _text(component) -> str:
     return _text(getattr(component, "children", None))
 
 
+def _inset_bins(trace):
+    """An inset's per-bin hover counts, score ranges and drawn bar heights (6 points per bin)."""
+    data = np.asarray(trace.customdata, dtype=float)[::6]
+    ys = np.asarray(trace.y, dtype=object).reshape(-1, 6)
+    return data[:, 0], data[:, 1:], ys[:, 0].astype(float) - ys[:, 1].astype(float)
+
+
 def _rows(table) -> dict[str, list[str]]:
     """A stats table as {first cell: the other cells}."""
     body = table.children[1].children
@@ -86,16 +93,14 @@ def test_inset_histograms_count_the_sample_scores(served, no_model):
     assert style == cb.SHOWN and detail_style == cb.HIDDEN
     stats = {d["index"]: d for d in served["result"]["detections"]}
     visible = [d["index"] for d in dets if d["score"] >= threshold]
-    bars = {t.name: t for t in fig.data if t.type == "bar"}
+    bars = {t.name: t for t in fig.data if (t.name or "").startswith("hist-")}
     assert sorted(bars) == sorted(f"hist-{i}" for i in visible)
     for i in visible:
         expected, edges = np.histogram(stats[i]["scores"], bins=np.linspace(0, 1, comp.INSET_BINS + 1))
-        bar = bars[f"hist-{i}"]
-        np.testing.assert_array_equal(np.asarray(bar.customdata)[:, 0], expected)
-        np.testing.assert_allclose(np.asarray(bar.customdata)[:, 1:], np.stack([edges[:-1], edges[1:]], -1))
-        # bar heights are proportional to the counts (drawn upwards on the image's reversed y axis)
-        heights = -np.asarray(bar.y)
-        np.testing.assert_allclose(heights / heights.max(), expected / expected.max())
+        counts, ranges, heights = _inset_bins(bars[f"hist-{i}"])
+        np.testing.assert_array_equal(counts, expected)
+        np.testing.assert_allclose(ranges, np.stack([edges[:-1], edges[1:]], -1))
+        np.testing.assert_allclose(heights / heights.max(), expected / expected.max())  # bars scale with counts
     # the threshold only filters: the box traces are the detection figure's
     assert sorted(t.name for t in fig.data if (t.name or "").startswith("det-")) == sorted(f"det-{i}" for i in visible)
     assert f"{T} samples at dropout 0.50" in _text(info)
@@ -111,6 +116,14 @@ def test_insets_sit_beside_their_box_inside_the_image():
     assert x1 == pytest.approx(150 - 0.01 * side)  # no room on the right: on the left
     x0, y0, x1, y1 = comp.inset_box([0, 95, 200, 100], width, height)  # full width, at the bottom
     assert 0 <= x0 and x1 <= width and 0 <= y0 and y1 <= height
+    # duplicate detections: the next inset takes the other side of the same box, then the next row down
+    box = [40, 30, 80, 70]
+    first = comp.inset_box(box, width, height)
+    second = comp.inset_box(box, width, height, [first])
+    third = comp.inset_box(box, width, height, [first, second])
+    assert first[0] >= 80 and second[2] <= 40 and second[1] == 30
+    assert third[0] == first[0] and third[1] == pytest.approx(30 + 0.14 * side)
+    assert not any(comp._overlaps(a, b) for a, b in [(first, second), (first, third), (second, third)])
 
 
 def test_at_most_max_insets_picked_one_included():
@@ -119,7 +132,7 @@ def test_at_most_max_insets_picked_one_included():
     assert len(shown) == comp.MAX_INSETS and shown[0]["index"] == 2
     assert [d["index"] for d in shown[1:]] == list(range(19, 19 - comp.MAX_INSETS + 1, -1))
     fig = comp.add_histogram_insets(go.Figure(), [{**d, "scores": [0.5]} for d in dets], 100, 100)
-    assert len([t for t in fig.data if t.type == "bar"]) == comp.MAX_INSETS
+    assert len([t for t in fig.data if t.name.startswith("hist-")]) == comp.MAX_INSETS
 
 
 def test_picked_detection_panel_and_threshold_recomputes_without_the_model(served, no_model):
@@ -166,7 +179,7 @@ def test_identity_switch_uses_the_matched_samples(served, no_model):
     np.testing.assert_array_equal(hist.data[0].y, expected)
     bar = next(t for t in fig.data if t.name == f"hist-{pick['index']}")
     inset, _ = np.histogram(matched["scores"], bins=np.linspace(0, 1, comp.INSET_BINS + 1))
-    np.testing.assert_array_equal(np.asarray(bar.customdata)[:, 0], inset)
+    np.testing.assert_array_equal(_inset_bins(bar)[0], inset)
     assert "Hungarian-matched" in _text(info)
 
 

@@ -3,7 +3,7 @@ import json
 
 from selenium.webdriver.common.action_chains import ActionChains
 
-from tests.browser.helpers import TIMEOUT, rows, scene_file, upload, wait_until
+from tests.browser.helpers import TIMEOUT, rows, wait_until
 
 METHOD_LABELS = ("Grad-CAM", "Grad-CAM++", "Integrated Gradients", "DETR attention",
                  "Attention relevance (Chefer et al.)")
@@ -38,11 +38,12 @@ def _hover_values(dash_duo):
         "return g && JSON.stringify(g.data[1].customdata);")
 
 
-def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard, tmp_path):
+def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard):
     dash_duo.start_server(dashboard)
-    dash_duo.wait_for_element("#upload input[type=file]", timeout=TIMEOUT)
-    upload(dash_duo, scene_file(tmp_path))
-    wait_until(lambda: len(rows(dash_duo)) > 0, "no detection rows after upload")
+    # a sample scene (not an upload) comes with its true boxes
+    dash_duo.wait_for_element("#samples button", timeout=TIMEOUT)
+    _click(dash_duo, "#samples button")
+    wait_until(lambda: len(rows(dash_duo)) > 0, "no detection rows for the sample scene")
     best = _pick_best(dash_duo)
     wait_until(lambda: dash_duo.find_element("#picker").text.strip().startswith(f"{best}:"), "nothing picked")
     # IG steps set in the explanation card are used; the other IG settings keep the comparison's defaults
@@ -60,6 +61,7 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard, tmp_path
     assert len(notes) == 5 and all("deletion" in n for n in notes)
     assert any("IG (from the explanation card): blur (sigma 8), 10 steps, 128x128 px" in n for n in notes)
     dash_duo.wait_for_contains_text("#compare-info", f"All methods for {best}:", timeout=TIMEOUT)
+    assert "Scored against the true" in dash_duo.find_element("#compare-info").text
 
     methods = dash_duo.find_elements("#compare-table tbody tr td[data-dash-column=method]")
     assert sorted(m.text for m in methods) == sorted(METHOD_LABELS)
@@ -79,3 +81,12 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard, tmp_path
     _click(dash_duo, "label[for='_dbcprivate_radioitems_compare-norm_input_rank']")
     wait_until(lambda: _hover_values(dash_duo) not in (before, None), "switching to rank did not redraw the panels")
     assert len(_panels(dash_duo)) == 5
+
+    # the sanity check: one line of Spearman rho per method, and a verdict
+    _click(dash_duo, "#sanity")
+    wait_until(lambda: dash_duo.find_element("#sanity-info").text, "the sanity check showed no verdict",
+               timeout=3 * TIMEOUT)
+    lines = json.loads(dash_duo.driver.execute_script(
+        "return JSON.stringify(document.querySelector('#sanity-figure .js-plotly-plot').data.map(t => t.name));"))
+    assert sorted(lines) == sorted(METHOD_LABELS)
+    assert "flagged" in dash_duo.find_element("#sanity-info").text.lower()

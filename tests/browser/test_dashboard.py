@@ -43,7 +43,7 @@ def test_clicking_a_table_row_picks_it(dash_duo, dashboard, tmp_path):
 
 def test_tooltip_on_keyboard_focus(dash_duo, dashboard):
     dash_duo.start_server(dashboard)
-    handle = dash_duo.find_element("#threshold [role=slider]")
+    handle = dash_duo.wait_for_element("#threshold [role=slider]", timeout=TIMEOUT)
     dash_duo.driver.execute_script("arguments[0].focus();", handle)
     dash_duo.wait_for_contains_text(".tooltip", "Filter out detections with confidence below this value.", timeout=10)
     assert dash_duo.find_element("#threshold-group").get_attribute("aria-describedby") == "threshold-tooltip"

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from selenium.common.exceptions import ElementClickInterceptedException
@@ -25,7 +26,6 @@ BIN = Path(sys.executable).parent
 START_TIMEOUT = 240  # three Python processes importing torch and loading the model, on a busy machine
 JOB_TIMEOUT = 180
 
-pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed (.ci/run installs it)")
 
 
 def _until(predicate, message, timeout=TIMEOUT):
@@ -109,6 +109,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
     s = Stack(tmp_path_factory.mktemp("serving"))
     try:
         # Redis bounded as the README says: keys with a TTL (cache, results) evicted least-recently-used
@@ -153,7 +155,7 @@ def second_br(request, tmp_path):
 
 def _open(br, stack):
     br.server_url = stack.url
-    br.wait_for_element("#upload", timeout=TIMEOUT)
+    br.wait_for_element("#upload", timeout=JOB_TIMEOUT)
 
 
 def _select(br, selector, value=None, index=None):
@@ -269,3 +271,25 @@ def _exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_one_machine_killed_job_process_shows_an_error(dash_duo, dashboard, tmp_path):
+    """One machine (DiskcacheManager, a process forked per job): the job's process killed mid-job, the
+    card says so and a retry works."""
+    dash_duo.start_server(dashboard)
+    _upload_and_pick(dash_duo, tmp_path, seed=1_000_042)
+    me = psutil.Process()
+
+    def jobs():  # job processes are forks of this one (chromedriver is a child too)
+        return {p.pid: p for p in me.children(recursive=True) if p.is_running() and p.cmdline() == me.cmdline()}
+    before = set(jobs())
+    _ig(dash_duo, "100", resolution=256)
+    new = _until(lambda: set(jobs()) - before, "no job process started", JOB_TIMEOUT)
+    for pid in new:
+        psutil.Process(pid).kill()
+
+    _until(lambda: "failed" in _info(dash_duo), lambda: "no error after the job process was killed: " + _info(dash_duo))
+    assert "stopped" in _info(dash_duo)
+    _until(lambda: dash_duo.find_element("#explain").is_enabled(), "Explain stayed disabled: no retry possible")
+    _click(dash_duo, "#explain")
+    _until(lambda: "Convergence" in _info(dash_duo), lambda: "the retry failed: " + _info(dash_duo), JOB_TIMEOUT)

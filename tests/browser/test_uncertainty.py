@@ -1,8 +1,9 @@
 """MC Dropout as a person sees it: run 5 samples, histograms beside the boxes, the picked one in detail."""
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
 from core import service
-from tests.browser.helpers import TIMEOUT, rows, scene_file, traces, upload, wait_until
+from tests.browser.helpers import TIMEOUT, click, rows, scene_file, traces, upload, wait_until
 
 
 def _names(dash_duo, prefix):
@@ -17,9 +18,18 @@ def _set_samples(dash_duo, n):
     wait_until(lambda: handle.get_attribute("aria-valuenow") == str(n), f"the samples slider did not reach {n}")
 
 
+def _tallest_bar_corner(dash_duo, name):
+    """Plot-area pixels of the top-left corner of an inset's tallest bar, and that bar's count."""
+    return dash_duo.driver.execute_script(
+        "const gd = document.getElementById('uncertainty-figure').querySelector('.js-plotly-plot');"
+        "const t = gd.data.find(t => t.name === arguments[0]); let best = 0;"
+        "for (let i = 0; i < t.customdata.length; i += 6) if (t.customdata[i][0] > t.customdata[best][0]) best = i;"
+        "const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;"
+        "return [xa.l2p(t.x[best + 1]), ya.l2p(t.y[best + 1]), t.customdata[best][0]];", name)
+
+
 def test_mc_dropout_histograms_beside_the_boxes(dash_duo, dashboard, tmp_path):
     dash_duo.start_server(dashboard)
-    dash_duo.wait_for_element("#upload input[type=file]", timeout=TIMEOUT)  # async component, slow on a busy machine
     upload(dash_duo, scene_file(tmp_path))
     dash_duo.wait_for_contains_text("#detection-count", "of 12 detections", timeout=TIMEOUT)
     if dash_duo.find_element("#detection-count").text.startswith("0 of"):  # an early demo checkpoint
@@ -29,13 +39,21 @@ def test_mc_dropout_histograms_beside_the_boxes(dash_duo, dashboard, tmp_path):
     index = int(wait_until(lambda: dash_duo.find_element("#picker").text.strip(), "nothing picked").split(":")[0])
 
     _set_samples(dash_duo, 5)
-    dash_duo.find_element("#mc-run").click()
+    click(dash_duo, "#mc-run")
     dash_duo.wait_for_contains_text("#uncertainty-info", "5 samples at dropout", timeout=120)
     boxes = wait_until(lambda: _names(dash_duo, "det-"), "no boxes on the uncertainty figure")
     assert _names(dash_duo, "hist-") == sorted(f"hist-{n[4:]}" for n in boxes), "a visible box has no histogram"
-    bars = [t for t in traces(dash_duo, "uncertainty-figure") if t["type"] == "bar"]
+    bars = [t for t in traces(dash_duo, "uncertainty-figure") if t["name"].startswith("hist-")]
     assert all("of 5 samples" in t["hovertemplate"] for t in bars)
     assert "sampled-boxes" in _names(dash_duo, "sampled-")
+    # hovering a bar gives its count and score range
+    plot = dash_duo.find_element("#uncertainty-figure .nsewdrag")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
+    x, y, count = _tallest_bar_corner(dash_duo, f"hist-{index}")
+    ActionChains(dash_duo.driver).move_to_element_with_offset(plot, x + 1, y + 1).perform()
+    text = wait_until(lambda: " ".join(e.text for e in dash_duo.find_elements("#uncertainty-figure .hovertext")),
+                      "no hover text over the histogram", timeout=10)
+    assert f"{count} of 5 samples" in text and "score" in text, text
     dash_duo.wait_for_contains_text("#uncertainty-stats", "mutual information", timeout=TIMEOUT)
     assert "slot swap" in dash_duo.find_element("#uncertainty-stats").text
     title = dash_duo.driver.execute_script(
