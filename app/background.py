@@ -95,13 +95,14 @@ class _Watched:
             if call is None:
                 raise
             reason = f"the job store cannot be reached ({err})"
-        if call is None:  # no record of the call (evicted): dash then ends the spinner without an update
-            return result
         self._put(STOPPED + str(job), 1, STOP_MARK)
+        if call is None:  # its record is gone too (Redis restarted?): dash ends the spinner, no message
+            return result
         return self._run_here(call, None, reason)
 
     def job_running(self, job):
-        return job not in (CACHED, FAILED) and super().job_running(job)
+        return (job not in (CACHED, FAILED) and super().job_running(job)
+                and self._get(STOPPED + str(job)) is None)
 
     def terminate_job(self, job):
         """Cancel, a newer job for the same output, or dash's clean-up after a result."""
@@ -190,6 +191,8 @@ class WatchedCeleryManager(_Watched, CeleryManager):
         return client.get(self.SIGNING_SECRET_KEY)
 
     def _lost(self, key, job, call):
+        if call is None:
+            return "this job's record is gone from the job store"
         task = self.get_task(job)
         if task.state == "FAILURE":
             return f"the worker running this job stopped before it finished ({task.result!r})"
@@ -201,7 +204,7 @@ class WatchedCeleryManager(_Watched, CeleryManager):
             if time.time() - float(beat.split()[0]) > stale:
                 return f"the worker running this job stopped responding (no heartbeat for {stale:.0f} s)"
             return None
-        waited, limit = time.time() - (call[3] if call else time.time()), _seconds("DETR_JOB_QUEUE_TIMEOUT", 300)
+        waited, limit = time.time() - call[3], _seconds("DETR_JOB_QUEUE_TIMEOUT", 300)
         if task.state == "PENDING" and waited > limit:
             self.handle.control.revoke(job)
             return f"no worker took this job within {limit:.0f} s (are the Celery workers running?)"

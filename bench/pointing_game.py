@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1_000_000)
     parser.add_argument("--model", default="demo")
+    parser.add_argument("--layer", default=None, help="module name (default: the Grad-CAM default layer)")
     args = parser.parse_args()
     from app.cli import _quiet
     _quiet()
@@ -45,7 +46,7 @@ def main() -> None:
             if not same or box_iou([det["box"]], same).max() < 0.5:
                 continue
             count += 1
-            maps = compute_cams(loaded, pixels, det["index"], {"layer": None, "target": "class"})
+            maps = compute_cams(loaded, pixels, det["index"], {"layer": args.layer, "target": "class"})
             for name, explanation in maps.items():
                 hits[name] += hit(explanation.heatmap, det["box"], image.width, image.height)
     print(f"{args.scenes} scenes, {count} correct detections at score >= 0.7")

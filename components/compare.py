@@ -61,6 +61,7 @@ def compare_panel(normalisations: dict[str, str]):
                 dash_table.DataTable(id=ids.COMPARE_TABLE, columns=[{"name": n, "id": i} for i, n in SCORE_COLUMNS],
                                      data=[], style_cell={"fontFamily": "monospace", "fontSize": 13,
                                                           "padding": "2px 8px"},
+                                     style_cell_conditional=[{"if": {"column_id": "method"}, "textAlign": "left"}],
                                      style_header={"fontWeight": "bold"}),
                 html.P(READING, className="small text-muted mt-1"),
                 html.Div([
@@ -175,8 +176,10 @@ def ranking_rows(ranking: list[dict], scores: dict[str, dict], labels: dict[str,
 def sanity_figure(steps: list[str], rho: dict[str, list[float]], threshold: float) -> go.Figure:
     """Spearman rho of each method's map with its original, per cumulative randomisation step."""
     fig = go.Figure([go.Scatter(x=steps, y=values, mode="lines+markers", name=label) for label, values in rho.items()])
-    fig.add_hline(y=threshold, line_dash="dot", line_color="grey", annotation_text=f"flag above {threshold}")
-    fig.update_layout(height=300, margin=dict(l=40, r=10, t=10, b=40), yaxis_title="Spearman rho with original",
+    fig.add_hline(y=threshold, line_dash="dot", line_color="grey", annotation_text=f"flagged above {threshold}",
+                  annotation_position="bottom right")
+    fig.update_layout(height=360, margin=dict(l=40, r=10, t=10, b=110), yaxis_title="Spearman rho with original",
+                      legend=dict(orientation="h", y=-0.4),
                       xaxis_title="randomised so far (from the top down, cumulative)", yaxis_range=[-1.05, 1.05])
     return fig
 

@@ -97,7 +97,8 @@ def score_all(loaded, pixel_values, query: int, maps: dict, gt_box=None, image_s
                          progress=_sub_progress(progress, k, len(maps)))
         scores[name] = {"deletion_auc": r["deletion_auc"]["matched"], "insertion_auc": r["insertion_auc"]["matched"],
                         "pointing_game": r["pointing_game"],
-                        "deletion_auc_slot": r["deletion_auc"]["slot"], "insertion_auc_slot": r["insertion_auc"]["slot"],
+                        "deletion_auc_slot": r["deletion_auc"]["slot"],
+                        "insertion_auc_slot": r["insertion_auc"]["slot"],
                         "score": r["score"], "curves": r["curves"]}
         if gt_box is not None:
             scores[name]["pointing_game_gt"] = r["pointing_game_gt"]

@@ -67,7 +67,7 @@ def _activation(module: torch.nn.Module):
             raise ValueError(f"layer output must be a [B, C, H, W] tensor, got {type(output).__name__}")
         leaf = output.detach().requires_grad_(True)
         captured.append(leaf)
-        return leaf
+        return leaf.clone()  # a non-leaf: the model may update its output in place (residual adds)
 
     handle = module.register_forward_hook(hook)
     try:

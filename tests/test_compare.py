@@ -75,7 +75,8 @@ def test_compare_on_tiny(tiny, rgb_image):
     # the maps are the methods' own
     cams = compute_cams(tiny, x, 2, {"layer": None, "target": "class"})
     np.testing.assert_allclose(r["methods"]["gradcam++"]["heatmap"], cams["gradcam++"].heatmap, rtol=1e-5)
-    np.testing.assert_allclose(r["methods"]["attention"]["heatmap"], compute_attention(tiny, x, 2, {})["attention"].heatmap)
+    attention = compute_attention(tiny, x, 2, {})["attention"]
+    np.testing.assert_allclose(r["methods"]["attention"]["heatmap"], attention.heatmap)
     assert r["methods"]["ig"]["info"]["steps"] == 8 and r["methods"]["ig"]["info"]["baseline"] == "blur"
     with torch.no_grad():
         out = tiny.model(pixel_values=x)
@@ -218,8 +219,9 @@ def test_cli_compare_json_and_exit_codes(tiny_dir, tmp_path, rgb_image, capsys):
     for m in report["methods"].values():
         assert {"deletion_auc", "insertion_auc", "pointing_game"} <= set(m) and "pointing_game_gt" not in m
     assert report["methods"]["ig"]["params"]["steps"] == 4
-    assert [r["method"] for r in report["ranking"]] == [r["method"] for r in rank(
-        {n: {c: m[c] for c in ("deletion_auc", "insertion_auc", "pointing_game")} for n, m in report["methods"].items()})]
+    criteria = ("deletion_auc", "insertion_auc", "pointing_game")
+    expected = rank({n: {c: m[c] for c in criteria} for n, m in report["methods"].items()})
+    assert [r["method"] for r in report["ranking"]] == [r["method"] for r in expected]
     assert main(["compare", str(path), "--query", "99", "--model", str(tiny_dir)]) == 2
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")

@@ -47,8 +47,10 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard):
     best = _pick_best(dash_duo)
     wait_until(lambda: dash_duo.find_element("#picker").text.strip().startswith(f"{best}:"), "nothing picked")
     # IG steps set in the explanation card are used; the other IG settings keep the comparison's defaults
-    dash_duo.select_dcc_dropdown("#method", value="Integrated Gradients")
-    dash_duo.select_dcc_dropdown("#ig-steps", value="10")
+    for dropdown, value in (("#method", "Integrated Gradients"), ("#ig-steps", "10")):
+        dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});",
+                                       dash_duo.find_element(dropdown))
+        dash_duo.select_dcc_dropdown(dropdown, value=value)
     _click(dash_duo, "#compare")
 
     panels = wait_until(lambda: len(_panels(dash_duo)) == 5 and _panels(dash_duo), "the five panels did not appear",
