@@ -101,8 +101,23 @@ class _Watched:
         return self._run_here(call, None, reason)
 
     def job_running(self, job):
-        return (job not in (CACHED, FAILED) and super().job_running(job)
-                and self._get(STOPPED + str(job)) is None)
+        try:
+            return (job not in (CACHED, FAILED) and super().job_running(job)
+                    and self._get(STOPPED + str(job)) is None)
+        except _UNREACHABLE:
+            return False
+
+    def get_progress(self, key):
+        try:
+            return super().get_progress(key)
+        except _UNREACHABLE:  # the poll goes on to get_result, which says what happened
+            return None
+
+    def get_updated_props(self, key):
+        try:
+            return super().get_updated_props(key)
+        except _UNREACHABLE:
+            return {}
 
     def terminate_job(self, job):
         """Cancel, a newer job for the same output, or dash's clean-up after a result."""

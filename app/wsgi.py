@@ -9,3 +9,6 @@ server = create_app().server
 # store may lose it (Redis without persistence restarting while web processes keep theirs).
 if os.environ.get("DETR_SECRET_KEY"):
     server.secret_key = os.environ["DETR_SECRET_KEY"]
+# dash serves a script only once this process has rendered a page that names it; the browser may
+# fetch the page from one worker and its scripts from another: render the page once in each
+server.test_client().get("/")

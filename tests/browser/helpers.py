@@ -37,16 +37,45 @@ def traces(dash_duo, graph_id):
 
 def click(dash_duo, selector):
     """Scroll the element to the middle of the window first, as a person would, then click it."""
-    element = dash_duo.find_element(selector)
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-    element.click()
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    def attempt():
+        element = dash_duo.find_element(selector)
+        dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        try:
+            element.click()
+            return True
+        except ElementClickInterceptedException:  # a tooltip or an opening menu is in the way
+            return False
+    wait_until(attempt, f"could not click {selector}")
 
 
-def select(dash_duo, selector, value):
-    """Choose a dropdown option by its label, with the dropdown scrolled into view."""
-    element = dash_duo.find_element(selector)
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-    dash_duo.select_dcc_dropdown(selector, value=value)
+def select(br, selector, value=None, index=None):
+    """Choose a dropdown option by its label (or position) as a person would: open the dropdown,
+    scroll the option into view, click it; retried while the page is still moving."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def pick():
+        box = br.find_element(selector)
+        br.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
+        try:
+            if not br.driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options"):
+                box.click()
+            options = br.driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options .dash-dropdown-option")
+            target = options[index] if index is not None and index < len(options) else next(
+                (o for o in options if o.text == value), None)
+            if target is None:
+                return False
+            br.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", target)
+            target.click()
+        except (ElementClickInterceptedException, StaleElementReferenceException):
+            br.find_element("body").send_keys(Keys.ESCAPE)
+            return False
+        text = br.find_element(selector).text
+        return value in text if value is not None else ":" in text
+    wait_until(pick, f"could not choose {value if value is not None else index} in {selector}")
 
 
 def rows(dash_duo):
@@ -57,6 +86,6 @@ def upload_and_pick(dash_duo, tmp_path, seed=1_000_003):
     """Upload a scene, wait for its detections, pick the first one; returns the picked query index."""
     upload(dash_duo, scene_file(tmp_path, seed))
     wait_until(lambda: len(rows(dash_duo)) > 0, "no detection rows after upload")
-    dash_duo.select_dcc_dropdown("#picker", index=0)
+    select(dash_duo, "#picker", index=0)
     label = wait_until(lambda: dash_duo.find_element("#picker").text.strip(), "nothing picked")
     return int(label.split(":")[0])

@@ -3,7 +3,7 @@ import json
 
 from selenium.webdriver.common.action_chains import ActionChains
 
-from tests.browser.helpers import TIMEOUT, rows, wait_until
+from tests.browser.helpers import TIMEOUT, rows, select, wait_until
 
 METHOD_LABELS = ("Grad-CAM", "Grad-CAM++", "Integrated Gradients", "DETR attention",
                  "Attention relevance (Chefer et al.)")
@@ -48,9 +48,7 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard):
     wait_until(lambda: dash_duo.find_element("#picker").text.strip().startswith(f"{best}:"), "nothing picked")
     # IG steps set in the explanation card are used; the other IG settings keep the comparison's defaults
     for dropdown, value in (("#method", "Integrated Gradients"), ("#ig-steps", "10")):
-        dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});",
-                                       dash_duo.find_element(dropdown))
-        dash_duo.select_dcc_dropdown(dropdown, value=value)
+        select(dash_duo, dropdown, value)
     _click(dash_duo, "#compare")
 
     panels = wait_until(lambda: len(_panels(dash_duo)) == 5 and _panels(dash_duo), "the five panels did not appear",

@@ -1,7 +1,7 @@
 """What a person sees: upload, boxes and table, threshold, picking, tooltips, bad files."""
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser.helpers import TIMEOUT, rows, scene_file, traces, upload, upload_and_pick, wait_until
+from tests.browser.helpers import TIMEOUT, rows, scene_file, select, traces, upload, upload_and_pick, wait_until
 
 
 def _boxes(dash_duo):
@@ -23,7 +23,7 @@ def test_upload_threshold_pick(dash_duo, dashboard, tmp_path):
     assert len(rows(dash_duo)) == 10  # the table pages at 10 rows
 
     # pick one: its box is drawn thicker and on top
-    dash_duo.select_dcc_dropdown("#picker", index=0)
+    select(dash_duo, "#picker", index=0)
     index = int(wait_until(lambda: dash_duo.find_element("#picker").text.strip(), "nothing picked").split(":")[0])
     wait_until(lambda: [t["name"] for t in _boxes(dash_duo) if t["width"] == 5] == [f"det-{index}"],
                "the picked box is not highlighted")

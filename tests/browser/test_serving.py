@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from selenium.common.exceptions import ElementClickInterceptedException
+from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser.helpers import TIMEOUT, rows, scene_file, upload
@@ -159,16 +160,27 @@ def _open(br, stack):
 
 
 def _select(br, selector, value=None, index=None):
-    """A dropdown option, with the dropdown in view; retried while something (a menu still open, a
-    layout still moving) takes the click."""
+    """A dropdown option, scrolled into the middle of its open menu first (the menu opens scrolled to
+    the chosen option, and its search box covers options at the top); retried while a moving layout
+    takes the click."""
     def pick():
-        if br.driver.find_elements("css selector", ".dash-dropdown-options"):  # a menu left open
+        box = br.find_element(selector)
+        if value is not None and box.text.strip() == value:
+            return True
+        if br.driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options"):  # some menu left open
             br.find_element("body").send_keys(Keys.ESCAPE)
             return False
-        br.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", br.find_element(selector))
+        br.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
         try:
-            br.select_dcc_dropdown(selector, value=value, index=index)
-        except ElementClickInterceptedException:
+            box.click()
+            options = br.driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options .dash-dropdown-option")
+            target = options[index] if index is not None and index < len(options) else next(
+                (o for o in options if o.text == value), None)
+            if target is None:
+                return False
+            br.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", target)
+            target.click()
+        except (ElementClickInterceptedException, StaleElementReferenceException):
             br.find_element("body").send_keys(Keys.ESCAPE)
             return False
         text = br.find_element(selector).text

@@ -3,7 +3,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
 from core import service
-from tests.browser.helpers import TIMEOUT, click, rows, scene_file, traces, upload, wait_until
+from tests.browser.helpers import TIMEOUT, click, rows, scene_file, select, traces, upload, wait_until
 
 
 def _names(dash_duo, prefix):
@@ -35,7 +35,7 @@ def test_mc_dropout_histograms_beside_the_boxes(dash_duo, dashboard, tmp_path):
     if dash_duo.find_element("#detection-count").text.startswith("0 of"):  # an early demo checkpoint
         dash_duo.find_element("#threshold [role=slider]").send_keys(Keys.HOME)
     wait_until(lambda: len(rows(dash_duo)) > 0, "no detection rows")
-    dash_duo.select_dcc_dropdown("#picker", index=0)
+    select(dash_duo, "#picker", index=0)
     index = int(wait_until(lambda: dash_duo.find_element("#picker").text.strip(), "nothing picked").split(":")[0])
 
     _set_samples(dash_duo, 5)
@@ -50,7 +50,9 @@ def test_mc_dropout_histograms_beside_the_boxes(dash_duo, dashboard, tmp_path):
     plot = dash_duo.find_element("#uncertainty-figure .nsewdrag")
     dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
     x, y, count = _tallest_bar_corner(dash_duo, f"hist-{index}")
-    ActionChains(dash_duo.driver).move_to_element_with_offset(plot, x + 1, y + 1).perform()
+    size = plot.size  # offsets are from the element's centre
+    ActionChains(dash_duo.driver).move_to_element(plot).move_by_offset(
+        round(x + 1 - size["width"] / 2), round(y + 1 - size["height"] / 2)).perform()
     text = wait_until(lambda: " ".join(e.text for e in dash_duo.find_elements("#uncertainty-figure .hovertext")),
                       "no hover text over the histogram", timeout=10)
     assert f"{count} of 5 samples" in text and "score" in text, text
