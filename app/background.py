@@ -71,14 +71,15 @@ class _Watched:
         try:
             self._put(CALL + key, pickle.dumps(call), KEEP)
             return super().call_job_fn(key, job_fn, args, context)
-        except Exception as err:  # noqa: BLE001 - the queue is unreachable: say so in the card
-            self._remember(key, self._run_here(call, None, f"the job queue cannot be reached ({err})"), answer=True)
+        except Exception as err:  # noqa: BLE001 - e.g. the queue is unreachable: say so in the card
+            self._remember(key, self._run_here(call, None, f"the job could not be started ({err})"), answer=True)
             return FAILED
 
     def get_result(self, key, job):
-        if job in (CACHED, FAILED):
-            answer = self._local.pop(("answer", key), self.UNDEFINED)
-            return answer if answer is not self.UNDEFINED or job == FAILED else super().get_result(key, job)
+        if job == FAILED:  # answered by the web process that failed to start it (if this is the one)
+            return self._local.pop(("answer", key), self.UNDEFINED)
+        if job is None or job == CACHED:
+            return super().get_result(key, job)
         try:
             result = super().get_result(key, job)
             if result is not self.UNDEFINED or self._get(STOPPED + str(job)) is not None:
@@ -94,7 +95,7 @@ class _Watched:
             call = self._local.get(("call", key))
             if call is None:
                 raise
-            reason = f"the job store cannot be reached ({err})"
+            return self._run_here(call, None, f"the job store cannot be reached ({err})")
         self._put(STOPPED + str(job), 1, STOP_MARK)
         if call is None:  # its record is gone too (Redis restarted?): dash ends the spinner, no message
             return result
@@ -213,6 +214,8 @@ class WatchedCeleryManager(_Watched, CeleryManager):
             return f"the worker running this job stopped before it finished ({task.result!r})"
         if task.state == "REVOKED":
             return "the job was stopped on its worker"
+        if task.state == "SUCCESS":  # finished, and its result is not there (evicted?)
+            return "the job's result was lost from the job store"
         beat = self._get(ALIVE + key)
         if beat is not None:
             stale = _seconds("DETR_JOB_HEARTBEAT_TIMEOUT", 30)

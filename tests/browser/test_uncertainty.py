@@ -18,14 +18,16 @@ def _set_samples(dash_duo, n):
     wait_until(lambda: handle.get_attribute("aria-valuenow") == str(n), f"the samples slider did not reach {n}")
 
 
-def _tallest_bar_corner(dash_duo, name):
-    """Plot-area pixels of the top-left corner of an inset's tallest bar, and that bar's count."""
+def _bars(dash_duo, name):
+    """(count, score low, score high) of each bar of an inset, and the plot-area pixels of the
+    tallest bar's top-left corner (a point of the trace, which is what hover picks)."""
     return dash_duo.driver.execute_script(
         "const gd = document.getElementById('uncertainty-figure').querySelector('.js-plotly-plot');"
-        "const t = gd.data.find(t => t.name === arguments[0]); let best = 0;"
-        "for (let i = 0; i < t.customdata.length; i += 6) if (t.customdata[i][0] > t.customdata[best][0]) best = i;"
+        "const t = gd.data.find(t => t.name === arguments[0]); const bars = []; let best = 0;"
+        "for (let i = 0; i < t.customdata.length; i += 6) {"
+        "  bars.push(t.customdata[i]); if (t.customdata[i][0] > t.customdata[best][0]) best = i; }"
         "const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;"
-        "return [xa.l2p(t.x[best + 1]), ya.l2p(t.y[best + 1]), t.customdata[best][0]];", name)
+        "return [bars, xa.l2p(t.x[best + 1]), ya.l2p(t.y[best + 1])];", name)
 
 
 def test_mc_dropout_histograms_beside_the_boxes(dash_duo, dashboard, tmp_path):
@@ -49,13 +51,20 @@ def test_mc_dropout_histograms_beside_the_boxes(dash_duo, dashboard, tmp_path):
     # hovering a bar gives its count and score range
     plot = dash_duo.find_element("#uncertainty-figure .nsewdrag")
     dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
-    x, y, count = _tallest_bar_corner(dash_duo, f"hist-{index}")
-    size = plot.size  # offsets are from the element's centre
-    ActionChains(dash_duo.driver).move_to_element(plot).move_by_offset(
-        round(x + 1 - size["width"] / 2), round(y + 1 - size["height"] / 2)).perform()
-    text = wait_until(lambda: " ".join(e.text for e in dash_duo.find_elements("#uncertainty-figure .hovertext")),
-                      "no hover text over the histogram", timeout=10)
-    assert f"{count} of 5 samples" in text and "score" in text, text
+    bars, x, y = _bars(dash_duo, f"hist-{index}")
+    assert sum(b[0] for b in bars) == 5  # every sample in exactly one bar
+    size = plot.size
+
+    def hover_text():  # the pointer on the bar's corner (offsets from the element's centre)
+        ActionChains(dash_duo.driver).move_to_element(plot).move_by_offset(
+            round(x + 1 - size["width"] / 2), round(y + 1 - size["height"] / 2)).perform()
+        return " ".join(e.text for e in dash_duo.find_elements("#uncertainty-figure .hovertext"))
+    text = wait_until(hover_text, "no hover text over the histogram", timeout=10)
+    import re
+    found = re.search(r"(\d+) of 5 samples\s*score ([\d.]+)-([\d.]+)", text)
+    assert found, text
+    shown = (int(found.group(1)), float(found.group(2)), float(found.group(3)))
+    assert any(shown == (b[0], round(b[1], 2), round(b[2], 2)) for b in bars), (text, bars)
     dash_duo.wait_for_contains_text("#uncertainty-stats", "mutual information", timeout=TIMEOUT)
     assert "slot swap" in dash_duo.find_element("#uncertainty-stats").text
     title = dash_duo.driver.execute_script(
