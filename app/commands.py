@@ -53,6 +53,19 @@ def cmd_evaluate_demo(args) -> int:
     return EXIT_OK
 
 
+def _image_and_query(args):
+    """(model, path, image) for a one-image, one-detection command, or the exit code to return."""
+    from app.cli import EXIT_IMAGE, EXIT_USAGE, _images, _load
+    loaded = _load(args)
+    [(path, image, _error)] = list(_images([args.image]))
+    if image is None:
+        return EXIT_IMAGE
+    if not 0 <= args.query < loaded.model.config.num_queries:
+        print(f"error: --query must be 0..{loaded.model.config.num_queries - 1}", file=sys.stderr)
+        return EXIT_USAGE
+    return loaded, path, image
+
+
 def _steps(value: str):
     return value if value == "auto" else int(value)
 
@@ -70,15 +83,12 @@ def _explain_params(args) -> dict:
 def cmd_explain(args) -> int:
     """One method's map for one detection: --raw writes the unnormalised map, --png an overlay."""
     import numpy as np
-    from app.cli import EXIT_IMAGE, EXIT_USAGE, _images, _load
+    from app.cli import EXIT_USAGE
     from core.explainers import METHODS
-    loaded = _load(args)
-    [(path, image, error)] = list(_images([args.image]))
-    if image is None:
-        return EXIT_IMAGE
-    if not 0 <= args.query < loaded.model.config.num_queries:
-        print(f"error: --query must be 0..{loaded.model.config.num_queries - 1}", file=sys.stderr)
-        return EXIT_USAGE
+    found = _image_and_query(args)
+    if isinstance(found, int):
+        return found
+    loaded, path, image = found
     try:
         result = METHODS[args.method].compute(loaded, loaded.pixel_values(image), args.query,
                                               {**METHODS[args.method].defaults, **_explain_params(args)})
@@ -113,15 +123,12 @@ def _num(value) -> str:
 
 def cmd_compare(args) -> int:
     """Every method for one detection, scored (deletion / insertion AUC, pointing game) and ranked."""
-    from app.cli import EXIT_IMAGE, EXIT_USAGE, _images, _load
+    from app.cli import EXIT_USAGE
     from core.compare import compare, default_methods, summary
-    loaded = _load(args)
-    [(path, image, error)] = list(_images([args.image]))
-    if image is None:
-        return EXIT_IMAGE
-    if not 0 <= args.query < loaded.model.config.num_queries:
-        print(f"error: --query must be 0..{loaded.model.config.num_queries - 1}", file=sys.stderr)
-        return EXIT_USAGE
+    found = _image_and_query(args)
+    if isinstance(found, int):
+        return found
+    loaded, path, image = found
     ig = {"baseline": args.baseline, "steps": args.steps, "sigma": args.sigma, "resolution": args.resolution}
     try:
         result = compare(loaded, loaded.pixel_values(image), args.query, default_methods(ig, args.layer))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from core.faithfulness import resize_map
 from core.metrics import box_iou
 from core.model import load_model
 from core.scenes import make_scene
+from bench.timing import median_seconds
 
 
 def correct_detections(detections: list[dict], truth: list[dict], score: float, iou: float) -> list[tuple]:
@@ -47,16 +47,6 @@ def pointing_hit(heatmap, box, size: tuple[int, int]) -> bool:
     m = resize_map(heatmap, height, width)
     y, x = divmod(int(torch.argmax(m)), width)
     return box[0] <= x + 0.5 < box[2] and box[1] <= y + 0.5 < box[3]
-
-
-def median_seconds(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

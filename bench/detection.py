@@ -11,23 +11,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import torch
-from PIL import Image
-
-
-def _median_time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from bench.timing import median_seconds
 
 
 def main() -> None:
@@ -64,8 +52,8 @@ def main() -> None:
     def end_to_end():
         detect(loaded, decode_image(data))
 
-    t_raw = _median_time(raw, args.repeat)
-    t_e2e = _median_time(end_to_end, args.repeat)
+    t_raw = median_seconds(raw, args.repeat)
+    t_e2e = median_seconds(end_to_end, args.repeat)
     print(f"model {loaded.name}, image {image.width}x{image.height}, input {tuple(pixels.shape[-2:])}, "
           f"{torch.get_num_threads()} threads")
     print(f"detection end-to-end {1000 * t_e2e:.1f} ms / raw forward {1000 * t_raw:.1f} ms = "
@@ -94,7 +82,7 @@ def main() -> None:
         copy_context().run(run)
 
     cb.draw_detections(result, 0.5, None, False, store)  # the display image is cached once per image
-    t_thr = _median_time(threshold_change, min(args.repeat * 5, 200))
+    t_thr = median_seconds(threshold_change, min(args.repeat * 5, 200))
     service.model = real_model
     print(f"threshold change -> updated figure {1000 * t_thr:.1f} ms server side (goal < 100 ms), "
           f"model calls during it: {service.model_calls() - calls}")

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 import torch
 
@@ -21,6 +19,7 @@ from core.gradcam import compute_cams, default_layer
 from core.images import image_id
 from core.model import DEMO_DIR, LoadedModel, Preprocess, load_model
 from core.scenes import make_scene
+from bench.timing import median_seconds as timed
 
 
 def untrained_demo() -> LoadedModel:
@@ -33,17 +32,6 @@ def untrained_demo() -> LoadedModel:
     _detr_init(model)
     model.eval().requires_grad_(False)
     return LoadedModel(model=model, name="untrained-demo", preprocess=Preprocess())
-
-
-def timed(fn, repeat: int) -> float:
-    """Median seconds of `fn` over `repeat` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -18,13 +18,14 @@ def upload(dash_duo, path):
 
 
 def wait_until(predicate, message, timeout=TIMEOUT):
+    """predicate's first true value, polled for `timeout` s; else fails with `message` (or message())."""
     end = time.time() + timeout
     while time.time() < end:
         value = predicate()
         if value:
             return value
         time.sleep(0.25)
-    raise AssertionError(message)
+    raise AssertionError(message() if callable(message) else message)
 
 
 def traces(dash_duo, graph_id):

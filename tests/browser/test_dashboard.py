@@ -1,7 +1,7 @@
 """What a person sees: upload, boxes and table, threshold, picking, tooltips, bad files."""
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser.helpers import TIMEOUT, rows, scene_file, select, traces, upload, upload_and_pick, wait_until
+from tests.browser.helpers import TIMEOUT, rows, scene_file, select, traces, upload, wait_until
 
 
 def _boxes(dash_duo):

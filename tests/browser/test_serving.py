@@ -16,28 +16,16 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
-from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 
 from tests.browser.helpers import TIMEOUT, rows, scene_file, upload
+from tests.browser.helpers import select as _select
+from tests.browser.helpers import wait_until as _until
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 240  # three Python processes importing torch and loading the model, on a busy machine
 JOB_TIMEOUT = 180
 
-
-
-def _until(predicate, message, timeout=TIMEOUT):
-    """predicate's first true value, polled for `timeout` s; else fails with `message` (or message())."""
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(message() if callable(message) else message)
 
 
 def _free_port() -> int:
@@ -157,35 +145,6 @@ def second_br(request, tmp_path):
 def _open(br, stack):
     br.server_url = stack.url
     br.wait_for_element("#upload", timeout=JOB_TIMEOUT)
-
-
-def _select(br, selector, value=None, index=None):
-    """A dropdown option, scrolled into the middle of its open menu first (the menu opens scrolled to
-    the chosen option, and its search box covers options at the top); retried while a moving layout
-    takes the click."""
-    def pick():
-        box = br.find_element(selector)
-        if value is not None and box.text.strip() == value:
-            return True
-        if br.driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options"):  # some menu left open
-            br.find_element("body").send_keys(Keys.ESCAPE)
-            return False
-        br.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
-        try:
-            box.click()
-            options = br.driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options .dash-dropdown-option")
-            target = options[index] if index is not None and index < len(options) else next(
-                (o for o in options if o.text == value), None)
-            if target is None:
-                return False
-            br.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", target)
-            target.click()
-        except (ElementClickInterceptedException, StaleElementReferenceException):
-            br.find_element("body").send_keys(Keys.ESCAPE)
-            return False
-        text = br.find_element(selector).text
-        return value in text if value is not None else ":" in text
-    _until(pick, f"could not choose {value if value is not None else index} in {selector}")
 
 
 def _ig(br, steps: str, resolution: int | None = None):
