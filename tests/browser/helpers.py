@@ -64,6 +64,9 @@ def select(br, selector, value=None, index=None):
         try:
             if not br.driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options"):
                 box.click()
+                search = br.driver.find_elements(By.CSS_SELECTOR, "input.dash-dropdown-search")
+                if value is not None and search:  # typing filters the menu and resets its scroll, so the
+                    search[0].send_keys(value)    # option is not hidden under the search box
             options = br.driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options .dash-dropdown-option")
             target = options[index] if index is not None and index < len(options) else next(
                 (o for o in options if o.text == value), None)

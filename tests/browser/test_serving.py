@@ -155,12 +155,18 @@ def _ig(br, steps: str, resolution: int | None = None):
     box.clear()
     if resolution:
         box.send_keys(str(resolution))
-    _click(br, "#explain")
+    _explain(br)
 
 
 def _click(br, selector):
     """A button click, also when a control's tooltip (shown on keyboard focus) lies over the button."""
     br.driver.execute_script("arguments[0].click();", br.find_element(selector))
+
+
+def _explain(br):
+    """Press Explain once it is enabled (a quick Grad-CAM job of the pick may still hold it)."""
+    _until(lambda: br.find_element("#explain").is_enabled(), "Explain stayed disabled", JOB_TIMEOUT)
+    _click(br, "#explain")
 
 
 def _info(br):
@@ -201,7 +207,8 @@ def test_killed_worker_shows_an_error_then_retry_works(stack, dash_br, tmp_path)
     _upload_and_pick(dash_br, tmp_path)
     before = stack.running_jobs()
     _ig(dash_br, "100", resolution=256)  # long enough to be killed mid-job
-    _until(lambda: set(stack.running_jobs()) - set(before), "the IG job never started in the worker", JOB_TIMEOUT)
+    _until(lambda: set(stack.running_jobs()) - set(before), lambda: "the IG job never started in the worker: "
+           + _info(dash_br) + stack.log("celery")[-1500:], JOB_TIMEOUT)
     stack.kill("celery")  # the whole worker, as when its machine dies
 
     _until(lambda: "failed" in _info(dash_br), lambda: "no error after the worker was killed: " + _info(dash_br), TIMEOUT)
@@ -212,7 +219,7 @@ def test_killed_worker_shows_an_error_then_retry_works(stack, dash_br, tmp_path)
     assert len(rows(dash_br)) > 0
 
     stack.start_worker()
-    _click(dash_br, "#explain")
+    _explain(dash_br)
     _until(lambda: "Convergence" in _info(dash_br), lambda: "the retry after restarting the worker failed: "
            + _info(dash_br) + stack.log("celery"), JOB_TIMEOUT)
 
@@ -262,5 +269,5 @@ def test_one_machine_killed_job_process_shows_an_error(dash_duo, dashboard, tmp_
     _until(lambda: "failed" in _info(dash_duo), lambda: "no error after the job process was killed: " + _info(dash_duo))
     assert "stopped" in _info(dash_duo)
     _until(lambda: dash_duo.find_element("#explain").is_enabled(), "Explain stayed disabled: no retry possible")
-    _click(dash_duo, "#explain")
+    _explain(dash_duo)
     _until(lambda: "Convergence" in _info(dash_duo), lambda: "the retry failed: " + _info(dash_duo), JOB_TIMEOUT)
