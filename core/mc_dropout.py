@@ -2,8 +2,11 @@
 
 How it stays fast: the backbone (ResNet, no dropout, ~85% of a forward) runs once
 (`backbone_features`, cacheable); only the encoder, decoder and heads run T times, batched in
-chunks, with fused (SDPA) attention since sampling needs no attention maps. How it stays thread-safe: the shared model is never touched; a private structural copy of
-its transformer (same parameter tensors, own modules, so its train flag and dropout rates are its
+chunks, with fused (SDPA) attention since sampling needs no attention maps; each sample's masks
+are drawn in one call, and the matching cost is built on the samples' device (on a GPU, per-call
+mask draws and NumPy statistics took longer than the passes themselves).
+How it stays thread-safe: the shared model is never touched; a private structural copy of its
+transformer (same parameter tensors, own modules, so its train flag and dropout rates are its
 own) runs in train mode, and its dropout masks come from private per-sample generators through a
 thread-local torch function mode, so neither the global RNG nor other threads are involved.
 
@@ -29,6 +32,12 @@ Choices (documented for callers):
 from __future__ import annotations
 
 import copy
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,7 +94,9 @@ class _Transformer(nn.Module):
 
     def forward(self, features: BackboneFeatures, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """[n, Q, C+1] logits and [n, Q, 4] boxes: n passes over the same features."""
-        mask, pos = features.mask.expand(n, -1), features.pos.expand(n, -1, -1)
+        # no padding (one image): no mask, the same softmax without a [n, S, S] bias in every layer
+        mask = None if features.mask.all() else features.mask.expand(n, -1)
+        pos = features.pos.expand(n, -1, -1)
         encoded = self.encoder(inputs_embeds=features.embeds.expand(n, -1, -1), attention_mask=mask,
                                spatial_position_embeddings=pos).last_hidden_state
         query_pos = self.query_position_embeddings.weight.unsqueeze(0).repeat(n, 1, 1)
@@ -124,16 +135,38 @@ def _sample_seeds(seed: int, samples: int) -> list[int]:
 
 
 class _SampleDropout(TorchFunctionMode):
-    """Serves F.dropout (in this thread only) from one private generator per sample.
+    """Serves F.dropout (in this thread only) from masks drawn up front, per sample.
 
-    `rows` names the sample index of each batch element of the current forward; each element's
-    mask comes from its sample's generator, in call order, so masks do not depend on batching.
+    `record()` wraps a deterministic pass (every dropout call is the identity): it lists the
+    dropout calls that will act (p > 0). `draw(rows)` then draws, for each sample index in `rows`, all the masks of one forward
+    with one call on that sample's private generator, so a mask depends on (seed, sample) only,
+    never on batching, and a whole chunk costs one draw per sample instead of one per call.
     """
 
     def __init__(self, seed: int, samples: int, device):
         super().__init__()
         self.generators = [torch.Generator(device).manual_seed(s) for s in _sample_seeds(seed, samples)]
-        self.rows: list[int] = []
+        self.device, self.sites, self.recording = device, [], False
+        self.keep, self.masks, self.cursor = 1.0, None, 0
+
+    @contextmanager
+    def record(self):
+        self.sites, self.recording = [], True
+        try:
+            with self:
+                yield
+        finally:
+            self.recording = False
+        rates = {p for _, p in self.sites}
+        if len(rates) > 1:
+            raise RuntimeError(f"dropout sites with different rates {sorted(rates)}")
+        self.keep = 1.0 - rates.pop() if rates else 1.0
+
+    def draw(self, rows: list[int]) -> None:
+        total = sum(shape.numel() for shape, _ in self.sites)
+        self.masks = torch.stack([torch.rand(total, generator=self.generators[r], device=self.device) < self.keep
+                                  for r in rows])
+        self.cursor = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -141,14 +174,18 @@ class _SampleDropout(TorchFunctionMode):
             return func(*args, **kwargs)
         x, p = args[0], kwargs.get("p", args[1] if len(args) > 1 else 0.5)
         training, inplace = kwargs.get("training", True), kwargs.get("inplace", False)
+        if self.recording:
+            if p > 0 and training:
+                self.sites.append((x.shape[1:], float(p)))
+            return x
         if not training or p == 0:
             return x
-        if x.shape[0] != len(self.rows):
-            raise RuntimeError(f"dropout input batch {x.shape[0]} != {len(self.rows)} samples")
-        keep = 1.0 - p
-        mask = torch.stack([torch.empty(x.shape[1:], dtype=x.dtype, device=x.device)
-                            .bernoulli_(keep, generator=self.generators[r]) for r in self.rows])
-        return x.mul_(mask).div_(keep) if inplace else x * mask / keep
+        size = x[0].numel()
+        if self.masks is None or x.shape[0] != len(self.masks) or self.cursor + size > self.masks.shape[1]:
+            raise RuntimeError("dropout call outside the recorded sites; record() a pass of the same model first")
+        mask = self.masks[:, self.cursor:self.cursor + size].view(x.shape)
+        self.cursor += size
+        return x.mul_(mask).div_(self.keep) if inplace else x * mask / self.keep
 
 
 def default_chunk(device) -> int:
@@ -165,25 +202,45 @@ def _check(samples: int, p: float, chunk: int) -> None:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
 
 
+_COPIES: "weakref.WeakKeyDictionary[nn.Module, OrderedDict[float, nn.Module]]" = weakref.WeakKeyDictionary()
+_COPIES_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=lambda: globals().update(_COPIES_LOCK=threading.Lock()))
+
+
 def _transformer_copy(loaded, p: float) -> nn.Module:
-    # SDPA: sampling needs no attention maps, and fused attention is faster than eager and never
-    # holds the [chunk, heads, S, S] attention weights
-    return _private_copy(_Transformer(loaded.model), p, attention="sdpa")
+    """The private transformer of `loaded` at rate p, in train mode: built once per (model, p) (a
+    copy costs about one GPU forward) and then shared read-only, since nothing changes it after;
+    the last 4 rates per model are kept. SDPA: sampling needs no attention maps, and fused
+    attention is faster than eager and never holds the [chunk, heads, S, S] weights."""
+    with _COPIES_LOCK:
+        copies = _COPIES.setdefault(loaded.model, OrderedDict())
+        private = copies.get(p)
+    if private is None:
+        private = _private_copy(_Transformer(loaded.model), p, attention="sdpa")
+        with _COPIES_LOCK:
+            private = copies.setdefault(p, private)
+            while len(copies) > 4:
+                copies.popitem(last=False)
+    return private
 
 
 def _sample(private: nn.Module, features: BackboneFeatures, samples: int, seed: int, chunk: int,
-            progress: Progress | None) -> tuple[torch.Tensor, torch.Tensor]:
+            progress: Progress | None) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """(deterministic logits and boxes, [T, Q, C+1] logits, [T, Q, 4] boxes) of the private copy."""
     noise = _SampleDropout(seed, samples, features.embeds.device)
+    with noise.record():
+        det = private(features, 1)
     logits, boxes = [], []
     for start in range(0, samples, chunk):
-        noise.rows = list(range(start, min(samples, start + chunk)))
+        rows = list(range(start, min(samples, start + chunk)))
+        noise.draw(rows)
         with noise:
-            out = private(features, len(noise.rows))
+            out = private(features, len(rows))
         logits.append(out[0])
         boxes.append(out[1])
         if progress:
-            progress(noise.rows[-1] + 1, samples)
-    return torch.cat(logits), torch.cat(boxes)
+            progress(rows[-1] + 1, samples)
+    return det, torch.cat(logits), torch.cat(boxes)
 
 
 @torch.no_grad()
@@ -193,7 +250,8 @@ def sample_from_features(loaded, features: BackboneFeatures, samples: int = 30, 
     """[T, Q, C+1] logits and [T, Q, 4] normalised cxcywh boxes of T dropout passes, `chunk` at a time."""
     chunk = default_chunk(features.embeds.device) if chunk is None else chunk
     _check(samples, p, chunk)
-    return _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress)
+    _, logits, boxes = _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress)
+    return logits, boxes
 
 
 # ---- statistics (pure numpy) -------------------------------------------------------------------
@@ -230,30 +288,37 @@ def to_pixels(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
 
 
-def _giou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    cxcy, wh = boxes[..., :2], boxes[..., 2:]
+    return torch.cat([cxcy - wh / 2, cxcy + wh / 2], -1)
+
+
+def _giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pairwise generalised IoU of xyxy boxes [..., N, 4] x [..., M, 4] -> [..., N, M]."""
     a, b = a[..., :, None, :], b[..., None, :, :]
-    area_a, area_b = np.prod(a[..., 2:] - a[..., :2], -1), np.prod(b[..., 2:] - b[..., :2], -1)
-    inter = np.prod(np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None), -1)
+    area_a, area_b = (a[..., 2:] - a[..., :2]).prod(-1), (b[..., 2:] - b[..., :2]).prod(-1)
+    inter = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
     union = area_a + area_b - inter
-    hull = np.prod(np.maximum(a[..., 2:], b[..., 2:]) - np.minimum(a[..., :2], b[..., :2]), -1)
-    return inter / np.maximum(union, 1e-12) - (hull - union) / np.maximum(hull, 1e-12)
+    hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).prod(-1)
+    return inter / union.clamp(min=1e-12) - (hull - union) / hull.clamp(min=1e-12)
 
 
-def match_slots(det_boxes: np.ndarray, labels: np.ndarray, probs: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def match_slots(det_boxes: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, boxes: torch.Tensor) -> np.ndarray:
     """For each sample, the slot matched to each deterministic slot: [T, Q] (Hungarian, DETR's cost).
 
     det_boxes [Q, 4] and boxes [T, Q, 4] normalised cxcywh; labels [Q] deterministic labels;
-    probs [T, Q, K]. Cost(i, j) = -p_j(label_i) + 5 L1(box_i, box_j) - 2 GIoU(box_i, box_j).
+    probs [T, Q, K]. Cost(i, j) = -p_j(label_i) + 5 L1(box_i, box_j) - 2 GIoU(box_i, box_j), built
+    on the samples' device (a [T, Q, Q] tensor); only the assignment runs on the CPU.
     """
     w_class, w_l1, w_giou = MATCH_WEIGHTS
-    cost = (-w_class * probs[:, :, labels].transpose(0, 2, 1)
-            + w_l1 * np.abs(det_boxes[None, :, None] - boxes[:, None]).sum(-1)
-            - w_giou * _giou(to_pixels(det_boxes, (1, 1))[None], to_pixels(boxes, (1, 1))))  # [T, Q det, Q sample]
-    slots = np.empty(probs.shape[:2], dtype=np.int64)
-    for t in range(probs.shape[0]):
-        rows, cols = linear_sum_assignment(cost[t])
-        slots[t, rows] = cols
+    cost = (-w_class * probs[:, :, labels].transpose(1, 2)
+            + w_l1 * torch.cdist(det_boxes.expand(len(boxes), -1, -1).contiguous(), boxes, p=1)
+            - w_giou * _giou(_xyxy(det_boxes)[None], _xyxy(boxes))).cpu().numpy()  # [T, Q det, Q sample]
+    slots = np.empty(cost.shape[:2], dtype=np.int64)
+    # scipy releases the GIL: near-tied costs (an untrained model) take ~1 ms per sample, so T at once
+    with ThreadPoolExecutor(max(1, min(len(cost), os.cpu_count() or 1, 8))) as pool:
+        for t, (rows, cols) in enumerate(pool.map(linear_sum_assignment, cost)):
+            slots[t, rows] = cols
     return slots
 
 
@@ -279,26 +344,30 @@ def summarize(det_logits: torch.Tensor, det_boxes: torch.Tensor, logits: torch.T
     det_logits [Q, C+1], det_boxes [Q, 4], logits [T, Q, C+1], boxes [T, Q, 4] (normalised cxcywh).
     """
     detections = postprocess(det_logits, det_boxes, image_size, id2label)
-    det_probs = det_logits.float().softmax(-1).cpu().numpy()
-    labels = det_probs[:, :-1].argmax(-1)
-    probs = logits.float().softmax(-1).cpu().numpy().astype(np.float64)
+    labels = det_logits.float()[:, :-1].argmax(-1)
+    probs = logits.float().softmax(-1)
+    slots = match_slots(det_boxes.float(), labels, probs, boxes.float())
+    labels, probs = labels.cpu().numpy(), probs.cpu().numpy().astype(np.float64)
     norm = boxes.float().cpu().numpy().astype(np.float64)
-    slots = match_slots(det_boxes.float().cpu().numpy().astype(np.float64), labels, probs, norm)
     t_idx = np.arange(probs.shape[0])[:, None]
     by_slot = _identity_stats(probs, to_pixels(norm, image_size), labels, threshold)
     matched = _identity_stats(probs[t_idx, slots], to_pixels(norm[t_idx, slots], image_size), labels, threshold)
     swaps = (slots != np.arange(slots.shape[1])).mean(0)
 
-    def one(stats: dict, q: int) -> dict:
-        out = {k: (float(v[q]) if np.ndim(v[q]) == 0 else _floats(v[q])) for k, v in stats.items() if k != "top_labels"}
-        names, counts = np.unique(stats["top_labels"][:, q], return_counts=True)
-        out["label_counts"] = {id2label[int(n)]: int(c) for n, c in zip(names, counts)}
+    def per_slot(stats: dict) -> list[dict]:
+        lists = {k: _floats(v) for k, v in stats.items() if k != "top_labels"}  # one conversion for all slots
+        out = []
+        for q, top in enumerate(stats["top_labels"].T):
+            names, counts = np.unique(top, return_counts=True)
+            out.append({**{k: v[q] for k, v in lists.items()},
+                        "label_counts": {id2label[int(n)]: int(c) for n, c in zip(names, counts)}})
         return out
 
+    by_slot, matched = per_slot(by_slot), per_slot(matched)
     for det in detections:
         q = det["index"]
-        det.update(label_id=int(labels[q]), **one(by_slot, q), slot_swap_fraction=float(swaps[q]))
-        det["matched"] = {**one(matched, q), "slots": slots[:, q].tolist()}
+        det.update(label_id=int(labels[q]), **by_slot[q], slot_swap_fraction=float(swaps[q]))
+        det["matched"] = {**matched[q], "slots": slots[:, q].tolist()}
     return detections
 
 
@@ -325,10 +394,8 @@ def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], 
     chunk = default_chunk(pixel_values.device) if chunk is None else chunk
     _check(samples, p, chunk)
     features = features if features is not None else backbone_features(loaded, pixel_values)
-    private = _transformer_copy(loaded, p)
     with torch.no_grad():
-        det = private.eval()(features, 1)
-        out = _sample(private.train(), features, samples, seed, chunk, progress)
+        det, *out = _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress)
     return _result(loaded, det, out, image_size, samples, p, seed, threshold)
 
 
@@ -338,16 +405,18 @@ def mc_dropout_naive(loaded, pixel_values: torch.Tensor, image_size: tuple[int, 
                      progress: Progress | None = None) -> dict:
     """Reference: a private copy of the whole model in train mode, T full forwards of batch 1.
 
-    Same masks as `mc_dropout` for the same seed (same per-sample generators), so the two agree.
+    Same masks as `mc_dropout` for the same seed (same per-sample generators and dropout sites),
+    so the two agree.
     """
     p = trained_dropout(loaded) if p is None else float(p)
     _check(samples, p, 1)
-    det = loaded.model(pixel_values)
     private = _private_copy(loaded.model, p)
     noise = _SampleDropout(seed, samples, pixel_values.device)
+    with noise.record():
+        det = private(pixel_values)
     logits, boxes = [], []
     for t in range(samples):
-        noise.rows = [t]
+        noise.draw([t])
         with noise:
             out = private(pixel_values)
         logits.append(out.logits)

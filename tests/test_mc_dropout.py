@@ -124,7 +124,7 @@ def test_hungarian_identity_follows_a_swapped_slot():
     logits = torch.stack([det_logits, det_logits[swapped]])  # sample 1 swaps slots 0 and 1
     boxes = torch.stack([det_boxes, det_boxes[swapped]])
     probs = logits.softmax(-1).numpy().astype(np.float64)
-    slots = match_slots(det_boxes.double().numpy(), np.array([0, 1, 0]), probs, boxes.double().numpy())
+    slots = match_slots(det_boxes, torch.tensor([0, 1, 0]), logits.softmax(-1), boxes)
     assert slots.tolist() == [[0, 1, 2], [1, 0, 2]]
     dets = summarize(det_logits, det_boxes, logits, boxes, (200, 100), {0: "a", 1: "b"}, threshold=0.5)
     score0 = float(det_logits.softmax(-1)[0, 0])
