@@ -13,18 +13,23 @@ whose results go through cache.memo.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from contextvars import copy_context
 from pathlib import Path
 
+import diskcache
 from dash import CeleryManager, DiskcacheManager, no_update
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
 from dash.exceptions import PreventUpdate
+
+from core.cache import fork_guard
 
 # Job processes share the cores: idle OpenMP threads must sleep, not spin (see gunicorn.conf.py). Read
 # when torch loads; create_app imports this module before anything imports torch.
@@ -229,11 +234,31 @@ class WatchedCeleryManager(_Watched, CeleryManager):
         return None
 
 
+def _guarded(method):
+    @functools.wraps(method)
+    def guarded(*args, **kwargs):
+        with fork_guard():
+            return method(*args, **kwargs)
+    return guarded
+
+
+class GuardedCache(diskcache.Cache):
+    """The jobs' diskcache (what dash's DiskcacheManager calls of it), every operation under
+    core.cache.fork_guard: jobs fork from this process."""
+
+    get, set, add, delete, touch = (_guarded(getattr(diskcache.Cache, name))
+                                    for name in ("get", "set", "add", "delete", "touch"))
+
+    @contextmanager
+    def transact(self, retry=False):
+        with fork_guard(), super().transact(retry) as value:
+            yield value
+
+
 def make_manager(redis_url: str | None = None):
     """DiskcacheManager by default (nothing to install); CeleryManager when REDIS_URL is set."""
     if redis_url:
         from app.celery_app import celery_app
         return WatchedCeleryManager(celery_app)
-    import diskcache
     directory = Path(os.environ.get("DETR_CACHE_DIR", Path(__file__).resolve().parent.parent / "cache")) / "jobs"
-    return WatchedDiskcacheManager(diskcache.Cache(str(directory)))
+    return WatchedDiskcacheManager(GuardedCache(str(directory)))

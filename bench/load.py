@@ -416,6 +416,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= 32:
         ap.error("--sessions must be 1..32")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` and the like: stop the stacks first
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         workdir = Path(tmp)
         model = bench_model(args.model, workdir)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
+from callbacks import POLL_MS
 from components import ids
 from components.compare import (export_png, fmt, hover_grid, overlay, panel, panel_figure, ranking_rows,
                                 sanity_figure, score_line)
@@ -53,7 +54,7 @@ JOB_STATES = [State(ids.PICKER, "value"), State(ids.IMAGE_STORE, "data"), State(
 
 
 @callback(Output(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE, "n_clicks"), *JOB_STATES,
-          background=True, prevent_initial_call=True,
+          background=True, interval=POLL_MS, prevent_initial_call=True,
           running=[(Output(ids.COMPARE, "disabled"), True, False),
                    (Output(ids.COMPARE_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
                    (Output(ids.COMPARE_PROGRESS, "style"), SHOWN, HIDDEN)],
@@ -138,7 +139,7 @@ def draw_comparison(ref, how, picked, image, detections):
 
 
 @callback(Output(ids.SANITY_RESULT, "data"), Input(ids.SANITY, "n_clicks"), *JOB_STATES,
-          background=True, prevent_initial_call=True,
+          background=True, interval=POLL_MS, prevent_initial_call=True,
           running=[(Output(ids.SANITY, "disabled"), True, False),
                    (Output(ids.SANITY_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
                    (Output(ids.SANITY_PROGRESS, "style"), SHOWN, HIDDEN)],

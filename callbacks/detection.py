@@ -8,6 +8,7 @@ import numpy as np
 from dash import ALL, Input, Output, State, callback, ctx, html, no_update
 import dash_bootstrap_components as dbc
 
+from callbacks import POLL_MS
 from components import ids
 from components.figures import add_boxes, add_truth, image_figure
 from core import cache, service
@@ -68,6 +69,7 @@ def load_image(contents, _samples, _new_scene, filename):
 
 
 @callback(Output(ids.DETECTIONS_STORE, "data"), Input(ids.IMAGE_STORE, "data"), background=True,
+          interval=POLL_MS,
           running=[(Output(ids.DETECT_STATUS, "children"), [dbc.Spinner(size="sm"), " detecting..."], ""),
                    (Output(ids.DETECT_CANCEL, "style"), {"display": "inline"}, {"display": "none"})],
           cancel=[Input(ids.DETECT_CANCEL, "n_clicks")], prevent_initial_call=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, State, callback, ctx, html, no_update
 
+from callbacks import POLL_MS
 from components import ids
 from components.heatmaps import add_heatmap
 from core import service
@@ -36,7 +37,7 @@ def show_method_controls(method):
           State(ids.METHOD, "value"), State(ids.CAM_VARIANT, "value"), State(ids.CAM_LAYER, "value"),
           State(ids.TARGET, "value"), State(ids.IG_BASELINE, "value"), State(ids.IG_SIGMA, "value"),
           State(ids.IG_STEPS, "value"), State(ids.IG_RESOLUTION, "value"), State(ids.IMAGE_STORE, "data"),
-          background=True, prevent_initial_call=True,
+          background=True, interval=POLL_MS, prevent_initial_call=True,
           running=[(Output(ids.EXPLAIN, "disabled"), True, False),
                    (Output(ids.EXPLAIN_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
                    (Output(ids.EXPLAIN_PROGRESS, "style"), SHOWN, HIDDEN)],

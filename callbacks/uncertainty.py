@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dash import Input, Output, State, callback, html, no_update
 
+from callbacks import POLL_MS
 from components import ids
 from components.uncertainty import (MAX_INSETS, add_histogram_insets, add_sampled_boxes, dropout_note,
                                     score_histogram, stats_table)
@@ -32,7 +33,7 @@ def reference(image: dict, samples, p, seed) -> dict:
 
 @callback(Output(ids.MC_RESULT, "data"), Input(ids.MC_RUN, "n_clicks"),
           State(ids.MC_SAMPLES, "value"), State(ids.MC_DROPOUT, "value"), State(ids.MC_SEED, "value"),
-          State(ids.IMAGE_STORE, "data"), background=True, prevent_initial_call=True,
+          State(ids.IMAGE_STORE, "data"), background=True, interval=POLL_MS, prevent_initial_call=True,
           running=[(Output(ids.MC_RUN, "disabled"), True, False),
                    (Output(ids.MC_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
                    (Output(ids.MC_PROGRESS, "style"), SHOWN, HIDDEN)],

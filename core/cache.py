@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -36,6 +37,53 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+class _ForkGuard:
+    """SQLite (diskcache) operations and os.fork exclude each other. A process forked while another
+    thread of its parent is inside a database operation inherits that thread's lock with no thread to
+    release it: its first write then waits out diskcache's timeout (bench.load with 8 sessions: 3 of
+    8 failed so without this guard, none with it). Operations run together;
+    a fork waits until none runs (at most `wait` s) and holds new ones back meanwhile."""
+
+    def __init__(self, wait: float = 30):
+        self.wait = wait
+        self._reset()
+
+    def _reset(self):  # also in the child after a fork: one thread, nothing running
+        self._cond, self._running, self._forking, self._depth = threading.Condition(), 0, False, threading.local()
+
+    @contextmanager
+    def __call__(self):
+        depth = getattr(self._depth, "n", 0)
+        with self._cond:
+            if depth == 0:  # a thread already inside runs on (it may be the one forking)
+                self._cond.wait_for(lambda: not self._forking)
+            self._running += 1
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+    def before_fork(self):
+        self._cond.acquire()
+        self._forking = True
+        mine = getattr(self._depth, "n", 0)
+        self._cond.wait_for(lambda: self._running == mine, timeout=self.wait)
+
+    def after_fork_in_parent(self):
+        self._forking = False
+        self._cond.notify_all()
+        self._cond.release()
+
+
+fork_guard = _ForkGuard()
+os.register_at_fork(before=fork_guard.before_fork, after_in_parent=fork_guard.after_fork_in_parent,
+                    after_in_child=fork_guard._reset)
+
+
 class DiskStore:
     def __init__(self, directory: str | Path, size_limit: int = DEFAULT_SIZE):
         import diskcache
@@ -43,13 +91,16 @@ class DiskStore:
         self._cache = diskcache.Cache(self.directory, size_limit=size_limit, eviction_policy="least-recently-used")
 
     def get(self, k: str, default=None):
-        return self._cache.get(k, default)
+        with fork_guard():
+            return self._cache.get(k, default)
 
     def set(self, k: str, value: Any, expire: float | None = None) -> None:
-        self._cache.set(k, value, expire=expire)
+        with fork_guard():
+            self._cache.set(k, value, expire=expire)
 
     def delete(self, k: str) -> None:
-        self._cache.delete(k)
+        with fork_guard():
+            self._cache.delete(k)
 
 
 class RedisStore:

@@ -103,6 +103,7 @@ def stack(tmp_path_factory):
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed (.ci/run installs it)")
     s = Stack(tmp_path_factory.mktemp("serving"))
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops them
     try:
         # Redis bounded as the README says: keys with a TTL (cache, results) evicted least-recently-used
         s.start("redis", [shutil.which("redis-server"), "--port", str(s.redis_port), "--bind", "127.0.0.1",
@@ -118,6 +119,7 @@ def stack(tmp_path_factory):
     finally:
         for name in ("gunicorn", "celery", "redis"):
             s.kill(name, signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _pings(s):
