@@ -3,8 +3,8 @@
 How it stays fast: the backbone (ResNet, no dropout, ~85% of a forward) runs once
 (`backbone_features`, cacheable); only the encoder, decoder and heads run T times, batched in
 chunks, with fused (SDPA) attention since sampling needs no attention maps; each sample's masks
-are drawn in one call, and the matching cost is built on the samples' device (on a GPU, per-call
-mask draws and NumPy statistics took longer than the passes themselves).
+are drawn in one call, and the Hungarian matching of a chunk runs on CPU threads while the next
+chunk runs (on a GPU, per-call mask draws and the matching took longer than the passes themselves).
 How it stays thread-safe: the shared model is never touched; a private structural copy of its
 transformer (same parameter tensors, own modules, so its train flag and dropout rates are its
 own) runs in train mode, and its dropout masks come from private per-sample generators through a
@@ -37,7 +37,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,23 +224,33 @@ def _transformer_copy(loaded, p: float) -> nn.Module:
     return private
 
 
+def _labels(logits: torch.Tensor) -> torch.Tensor:
+    """The deterministic label of every slot: top real class (no-object is the last)."""
+    return logits.float()[..., :-1].argmax(-1)
+
+
 def _sample(private: nn.Module, features: BackboneFeatures, samples: int, seed: int, chunk: int,
-            progress: Progress | None) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """(deterministic logits and boxes, [T, Q, C+1] logits, [T, Q, 4] boxes) of the private copy."""
+            progress: Progress | None, match: bool = False):
+    """(deterministic (logits, boxes), [T, Q, C+1] logits, [T, Q, 4] boxes, [T, Q] matched slots or
+    None) of the private copy."""
     noise = _SampleDropout(seed, samples, features.embeds.device)
     with noise.record():
         det = private(features, 1)
+    matching = Matching(det[1][0], _labels(det[0][0])) if match else None
     logits, boxes = [], []
-    for start in range(0, samples, chunk):
-        rows = list(range(start, min(samples, start + chunk)))
-        noise.draw(rows)
-        with noise:
-            out = private(features, len(rows))
-        logits.append(out[0])
-        boxes.append(out[1])
-        if progress:
-            progress(rows[-1] + 1, samples)
-    return det, torch.cat(logits), torch.cat(boxes)
+    with matching or nullcontext():
+        for start in range(0, samples, chunk):
+            rows = list(range(start, min(samples, start + chunk)))
+            noise.draw(rows)
+            with noise:
+                out = private(features, len(rows))
+            logits.append(out[0])
+            boxes.append(out[1])
+            if matching:
+                matching.add(out[0].float().softmax(-1), out[1])
+            if progress:
+                progress(rows[-1] + 1, samples)
+    return det, torch.cat(logits), torch.cat(boxes), matching.slots() if matching else None
 
 
 @torch.no_grad()
@@ -250,7 +260,7 @@ def sample_from_features(loaded, features: BackboneFeatures, samples: int = 30, 
     """[T, Q, C+1] logits and [T, Q, 4] normalised cxcywh boxes of T dropout passes, `chunk` at a time."""
     chunk = default_chunk(features.embeds.device) if chunk is None else chunk
     _check(samples, p, chunk)
-    _, logits, boxes = _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress)
+    _, logits, boxes, _ = _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress)
     return logits, boxes
 
 
@@ -303,23 +313,55 @@ def _giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1e-12) - (hull - union) / hull.clamp(min=1e-12)
 
 
-def match_slots(det_boxes: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, boxes: torch.Tensor) -> np.ndarray:
-    """For each sample, the slot matched to each deterministic slot: [T, Q] (Hungarian, DETR's cost).
+class Matching:
+    """Hungarian matching of each sample's slots to the deterministic slots with DETR's cost,
+    chunk by chunk as samples arrive: Cost(i, j) = -p_j(label_i) + 5 L1(box_i, box_j)
+    - 2 GIoU(box_i, box_j), built on the samples' device; the assignments run on CPU threads
+    (scipy releases the GIL; near-tied costs of an untrained model take ~1 ms a sample) while the
+    next chunk runs, so on a GPU they cost no extra time.
 
-    det_boxes [Q, 4] and boxes [T, Q, 4] normalised cxcywh; labels [Q] deterministic labels;
-    probs [T, Q, K]. Cost(i, j) = -p_j(label_i) + 5 L1(box_i, box_j) - 2 GIoU(box_i, box_j), built
-    on the samples' device (a [T, Q, Q] tensor); only the assignment runs on the CPU.
+    det_boxes [Q, 4] normalised cxcywh, labels [Q] the deterministic labels; `add(probs [n, Q, K],
+    boxes [n, Q, 4])` per chunk; `slots()` -> [T, Q]: the sample slot matched to each deterministic slot.
     """
-    w_class, w_l1, w_giou = MATCH_WEIGHTS
-    cost = (-w_class * probs[:, :, labels].transpose(1, 2)
-            + w_l1 * torch.cdist(det_boxes.expand(len(boxes), -1, -1).contiguous(), boxes, p=1)
-            - w_giou * _giou(_xyxy(det_boxes)[None], _xyxy(boxes))).cpu().numpy()  # [T, Q det, Q sample]
-    slots = np.empty(cost.shape[:2], dtype=np.int64)
-    # scipy releases the GIL: near-tied costs (an untrained model) take ~1 ms per sample, so T at once
-    with ThreadPoolExecutor(max(1, min(len(cost), os.cpu_count() or 1, 8))) as pool:
-        for t, (rows, cols) in enumerate(pool.map(linear_sum_assignment, cost)):
+
+    def __init__(self, det_boxes: torch.Tensor, labels: torch.Tensor):
+        self.det_boxes, self.labels, self.pending = det_boxes.float(), labels, []
+        self.pool = ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 8)))
+
+    def add(self, probs: torch.Tensor, boxes: torch.Tensor) -> None:
+        w_class, w_l1, w_giou = MATCH_WEIGHTS
+        boxes = boxes.float()
+        cost = (-w_class * probs[:, :, self.labels].transpose(1, 2)
+                + w_l1 * torch.cdist(self.det_boxes.expand(len(boxes), -1, -1).contiguous(), boxes, p=1)
+                - w_giou * _giou(_xyxy(self.det_boxes)[None], _xyxy(boxes))).cpu().numpy()  # [n, Q det, Q sample]
+        self.pending += [self.pool.submit(linear_sum_assignment, c) for c in cost]
+
+    def slots(self) -> np.ndarray:
+        try:
+            done = [f.result() for f in self.pending]
+        finally:
+            self.close()
+        slots = np.empty((len(done), len(self.labels)), dtype=np.int64)
+        for t, (rows, cols) in enumerate(done):
             slots[t, rows] = cols
-    return slots
+        return slots
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type:  # stopped (an error, a cancel): drop the queued assignments
+            self.close()
+
+
+def match_slots(det_boxes: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, boxes: torch.Tensor) -> np.ndarray:
+    """[T, Q] matched slots of all samples at once (see Matching)."""
+    matching = Matching(det_boxes, labels)
+    matching.add(probs, boxes)
+    return matching.slots()
 
 
 def _identity_stats(probs: np.ndarray, boxes_px: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
@@ -338,15 +380,17 @@ def _floats(a) -> list:
 
 
 def summarize(det_logits: torch.Tensor, det_boxes: torch.Tensor, logits: torch.Tensor, boxes: torch.Tensor,
-              image_size: tuple[int, int], id2label: dict, threshold: float = 0.7) -> list[dict]:
+              image_size: tuple[int, int], id2label: dict, threshold: float = 0.7,
+              slots: np.ndarray | None = None) -> list[dict]:
     """Per-query statistics (all Q slots, in slot order) of T samples against the deterministic pass.
 
-    det_logits [Q, C+1], det_boxes [Q, 4], logits [T, Q, C+1], boxes [T, Q, 4] (normalised cxcywh).
+    det_logits [Q, C+1], det_boxes [Q, 4], logits [T, Q, C+1], boxes [T, Q, 4] (normalised cxcywh);
+    slots: the matching if already done (see Matching), else it is done here.
     """
     detections = postprocess(det_logits, det_boxes, image_size, id2label)
-    labels = det_logits.float()[:, :-1].argmax(-1)
+    labels = _labels(det_logits)
     probs = logits.float().softmax(-1)
-    slots = match_slots(det_boxes.float(), labels, probs, boxes.float())
+    slots = match_slots(det_boxes, labels, probs, boxes) if slots is None else slots
     labels, probs = labels.cpu().numpy(), probs.cpu().numpy().astype(np.float64)
     norm = boxes.float().cpu().numpy().astype(np.float64)
     t_idx = np.arange(probs.shape[0])[:, None]
@@ -371,10 +415,11 @@ def summarize(det_logits: torch.Tensor, det_boxes: torch.Tensor, logits: torch.T
     return detections
 
 
-def _result(loaded, det, samples_out, image_size, samples, p, seed, threshold) -> dict:
+def _result(loaded, det, logits, boxes, slots, image_size, samples, p, seed, threshold) -> dict:
     return {"samples": samples, "dropout": p, "trained_dropout": trained_dropout(loaded), "seed": seed,
             "threshold": threshold,
-            "detections": summarize(det[0][0], det[1][0], *samples_out, image_size, loaded.id2label, threshold)}
+            "detections": summarize(det[0][0], det[1][0], logits, boxes, image_size, loaded.id2label, threshold,
+                                    slots)}
 
 
 def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], samples: int = 30,
@@ -395,8 +440,9 @@ def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], 
     _check(samples, p, chunk)
     features = features if features is not None else backbone_features(loaded, pixel_values)
     with torch.no_grad():
-        det, *out = _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress)
-    return _result(loaded, det, out, image_size, samples, p, seed, threshold)
+        det, logits, boxes, slots = _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress,
+                                            match=True)
+    return _result(loaded, det, logits, boxes, slots, image_size, samples, p, seed, threshold)
 
 
 @torch.no_grad()
@@ -415,13 +461,15 @@ def mc_dropout_naive(loaded, pixel_values: torch.Tensor, image_size: tuple[int, 
     with noise.record():
         det = private(pixel_values)
     logits, boxes = [], []
-    for t in range(samples):
-        noise.draw([t])
-        with noise:
-            out = private(pixel_values)
-        logits.append(out.logits)
-        boxes.append(out.pred_boxes)
-        if progress:
-            progress(t + 1, samples)
-    return _result(loaded, (det.logits, det.pred_boxes), (torch.cat(logits), torch.cat(boxes)), image_size,
-                   samples, p, seed, threshold)
+    with Matching(det.pred_boxes[0], _labels(det.logits[0])) as matching:
+        for t in range(samples):
+            noise.draw([t])
+            with noise:
+                out = private(pixel_values)
+            logits.append(out.logits)
+            boxes.append(out.pred_boxes)
+            matching.add(out.logits.float().softmax(-1), out.pred_boxes)
+            if progress:
+                progress(t + 1, samples)
+    return _result(loaded, (det.logits, det.pred_boxes), torch.cat(logits), torch.cat(boxes), matching.slots(),
+                   image_size, samples, p, seed, threshold)

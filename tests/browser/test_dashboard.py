@@ -57,3 +57,17 @@ def test_bad_file_shows_message_and_page_keeps_working(dash_duo, dashboard, tmp_
     dash_duo.wait_for_contains_text("#upload-message", "not an image", timeout=TIMEOUT)
     upload(dash_duo, scene_file(tmp_path))
     dash_duo.wait_for_contains_text("#detection-count", "of 12 detections", timeout=TIMEOUT)
+
+
+def test_guide_explains_use_choices_and_links_reading(dash_duo, dashboard):
+    dash_duo.start_server(dashboard)
+    guide = dash_duo.wait_for_element("#guide", timeout=TIMEOUT)
+    for title in ("How to use this dashboard", "Key interpretability choices & why they matter", "Further reading"):
+        button = next(b for b in guide.find_elements("css selector", ".accordion-button") if b.text == title)
+        button.click()
+    dash_duo.wait_for_contains_text("#guide", "Grad-CAM on a transformer detector", timeout=10)
+    wait_until(lambda: "Move the Confidence Threshold slider" in guide.text, "the how-to is not shown")
+    links = {a.text: a.get_attribute("href") for a in guide.find_elements("css selector", "a")}
+    assert links["End-to-End Object Detection with Transformers (DETR, Carion et al. 2020)"] == \
+        "https://arxiv.org/abs/2005.12872"
+    assert len(links) >= 10 and all(href.startswith("https://") for href in links.values())
