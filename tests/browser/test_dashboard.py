@@ -1,7 +1,7 @@
 """What a person sees: upload, boxes and table, threshold, picking, tooltips, bad files."""
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser.helpers import TIMEOUT, rows, scene_file, select, traces, upload, wait_until
+from tests.browser.helpers import TIMEOUT, click, rows, scene_file, select, traces, upload, wait_until
 
 
 def _boxes(dash_duo):
@@ -62,9 +62,10 @@ def test_bad_file_shows_message_and_page_keeps_working(dash_duo, dashboard, tmp_
 def test_guide_explains_use_choices_and_links_reading(dash_duo, dashboard):
     dash_duo.start_server(dashboard)
     guide = dash_duo.wait_for_element("#guide", timeout=TIMEOUT)
-    for title in ("How to use this dashboard", "Key interpretability choices & why they matter", "Further reading"):
-        button = next(b for b in guide.find_elements("css selector", ".accordion-button") if b.text == title)
-        button.click()
+    titles = [b.text for b in guide.find_elements("css selector", ".accordion-button")]
+    assert titles == ["How to use this dashboard", "Key interpretability choices & why they matter", "Further reading"]
+    for n in range(1, len(titles) + 1):
+        click(dash_duo, f"#guide .accordion-item:nth-of-type({n}) .accordion-button")
     dash_duo.wait_for_contains_text("#guide", "Grad-CAM on a transformer detector", timeout=10)
     wait_until(lambda: "Move the Confidence Threshold slider" in guide.text, "the how-to is not shown")
     links = {a.text: a.get_attribute("href") for a in guide.find_elements("css selector", "a")}
