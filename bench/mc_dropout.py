@@ -1,7 +1,7 @@
 """MC-Dropout cost against one no-grad forward: fast path (backbone once, batched transformer) vs naive.
 
     .venv/bin/python -m bench.mc_dropout [--model demo|r50|PATH|HUB_ID] [--size 800] [--samples 10,30,100]
-                                         [--chunk N] [--p 0.1] [--threads N] [--no-naive]
+                                         [--chunk N] [--p 0.1] [--threads N] [--device cpu|cuda] [--no-naive]
 
 Prints, per T: "MC-Dropout T=100 fast = 7.9x one forward (backbone + passes 6.1x); naive = 95x;
 speed-up 12x" (the rest of the fast time is the statistics: matching, spreads) and each

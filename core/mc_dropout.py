@@ -138,9 +138,10 @@ class _SampleDropout(TorchFunctionMode):
     """Serves F.dropout (in this thread only) from masks drawn up front, per sample.
 
     `record()` wraps a deterministic pass (every dropout call is the identity): it lists the
-    dropout calls that will act (p > 0). `draw(rows)` then draws, for each sample index in `rows`, all the masks of one forward
-    with one call on that sample's private generator, so a mask depends on (seed, sample) only,
-    never on batching, and a whole chunk costs one draw per sample instead of one per call.
+    dropout calls that will act (p > 0). `draw(rows)` then draws, for each sample index in
+    `rows`, all the masks of one forward with one call on that sample's private generator, so a
+    mask depends on (seed, sample) only, never on batching, and a chunk costs one draw per sample
+    instead of one per dropout call.
     """
 
     def __init__(self, seed: int, samples: int, device):
