@@ -7,7 +7,7 @@ import json
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from callbacks import POLL_MS
+from callbacks import HIDDEN, SHOWN, job_options
 from components import ids
 from components.compare import (export_png, fmt, hover_grid, overlay, panel, panel_figure, ranking_rows,
                                 sanity_figure, score_line)
@@ -16,7 +16,6 @@ from core.compare import IG_DEFAULTS, METHODS, default_methods, jsonable, match_
 from core.detection import option_label
 from core.explainers import METHODS as REGISTRY
 
-HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 IG_FIELDS = {ids.IG_BASELINE: "baseline", ids.IG_STEPS: "steps", ids.IG_SIGMA: "sigma",
              ids.IG_RESOLUTION: "resolution"}
 LABELS = {name: REGISTRY[name].label for name in METHODS}
@@ -54,13 +53,7 @@ JOB_STATES = [State(ids.PICKER, "value"), State(ids.IMAGE_STORE, "data"), State(
 
 
 @callback(Output(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE, "n_clicks"), *JOB_STATES,
-          background=True, interval=POLL_MS, prevent_initial_call=True,
-          running=[(Output(ids.COMPARE, "disabled"), True, False),
-                   (Output(ids.COMPARE_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
-                   (Output(ids.COMPARE_PROGRESS, "style"), SHOWN, HIDDEN)],
-          progress=[Output(ids.COMPARE_PROGRESS, "value"), Output(ids.COMPARE_PROGRESS, "max"),
-                    Output(ids.COMPARE_PROGRESS, "label")],
-          cancel=[Input(ids.COMPARE_CANCEL, "n_clicks")])
+          **job_options(ids.COMPARE, ids.COMPARE_CANCEL, ids.COMPARE_PROGRESS))
 def run_comparison(set_progress, _clicks, query, image, detections, layer, chosen, baseline, sigma, steps,
                    resolution):
     """Job process: every method (cached per family) and its scores; returns a reference only.
@@ -139,13 +132,7 @@ def draw_comparison(ref, how, picked, image, detections):
 
 
 @callback(Output(ids.SANITY_RESULT, "data"), Input(ids.SANITY, "n_clicks"), *JOB_STATES,
-          background=True, interval=POLL_MS, prevent_initial_call=True,
-          running=[(Output(ids.SANITY, "disabled"), True, False),
-                   (Output(ids.SANITY_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
-                   (Output(ids.SANITY_PROGRESS, "style"), SHOWN, HIDDEN)],
-          progress=[Output(ids.SANITY_PROGRESS, "value"), Output(ids.SANITY_PROGRESS, "max"),
-                    Output(ids.SANITY_PROGRESS, "label")],
-          cancel=[Input(ids.SANITY_CANCEL, "n_clicks")])
+          **job_options(ids.SANITY, ids.SANITY_CANCEL, ids.SANITY_PROGRESS))
 def run_sanity(set_progress, _clicks, query, image, _detections, layer, chosen, baseline, sigma, steps, resolution):
     """Job process: cascading randomisation on a copy of the model, every method's map each step."""
     if query is None or not image:

@@ -4,13 +4,12 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, State, callback, ctx, html, no_update
 
-from callbacks import POLL_MS
+from callbacks import HIDDEN, SHOWN, job_options
 from components import ids
 from components.heatmaps import add_heatmap
 from core import service
 from core.detection import option_label
 
-HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 QUICK = ("cam", "attention", "relevance")  # explained as soon as a detection is picked
 
 
@@ -37,13 +36,7 @@ def show_method_controls(method):
           State(ids.METHOD, "value"), State(ids.CAM_VARIANT, "value"), State(ids.CAM_LAYER, "value"),
           State(ids.TARGET, "value"), State(ids.IG_BASELINE, "value"), State(ids.IG_SIGMA, "value"),
           State(ids.IG_STEPS, "value"), State(ids.IG_RESOLUTION, "value"), State(ids.IMAGE_STORE, "data"),
-          background=True, interval=POLL_MS, prevent_initial_call=True,
-          running=[(Output(ids.EXPLAIN, "disabled"), True, False),
-                   (Output(ids.EXPLAIN_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
-                   (Output(ids.EXPLAIN_PROGRESS, "style"), SHOWN, HIDDEN)],
-          progress=[Output(ids.EXPLAIN_PROGRESS, "value"), Output(ids.EXPLAIN_PROGRESS, "max"),
-                    Output(ids.EXPLAIN_PROGRESS, "label")],
-          cancel=[Input(ids.EXPLAIN_CANCEL, "n_clicks")])
+          **job_options(ids.EXPLAIN, ids.EXPLAIN_CANCEL, ids.EXPLAIN_PROGRESS))
 def run_explanation(set_progress, _clicks, query, method, variant, layer, target, baseline, sigma, steps,
                     resolution, image):
     """Runs in a job process; hands back only a reference: the maps stay in the server-side cache."""

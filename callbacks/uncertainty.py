@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dash import Input, Output, State, callback, html, no_update
 
-from callbacks import POLL_MS
+from callbacks import HIDDEN, SHOWN, job_options
 from components import ids
 from components.uncertainty import (MAX_INSETS, add_histogram_insets, add_sampled_boxes, dropout_note,
                                     score_histogram, stats_table)
@@ -15,7 +15,6 @@ from core import service
 from core.detection import above, option_label
 from core.mc_dropout import above_threshold_fraction
 
-HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 STAT_KEYS = ("score_mean", "score_std", "entropy", "mutual_information", "variation_ratio", "label_counts",
              "box_mean", "box_std")
 
@@ -33,13 +32,7 @@ def reference(image: dict, samples, p, seed) -> dict:
 
 @callback(Output(ids.MC_RESULT, "data"), Input(ids.MC_RUN, "n_clicks"),
           State(ids.MC_SAMPLES, "value"), State(ids.MC_DROPOUT, "value"), State(ids.MC_SEED, "value"),
-          State(ids.IMAGE_STORE, "data"), background=True, interval=POLL_MS, prevent_initial_call=True,
-          running=[(Output(ids.MC_RUN, "disabled"), True, False),
-                   (Output(ids.MC_CANCEL, "style"), {"display": "inline-block"}, HIDDEN),
-                   (Output(ids.MC_PROGRESS, "style"), SHOWN, HIDDEN)],
-          progress=[Output(ids.MC_PROGRESS, "value"), Output(ids.MC_PROGRESS, "max"),
-                    Output(ids.MC_PROGRESS, "label")],
-          cancel=[Input(ids.MC_CANCEL, "n_clicks")])
+          State(ids.IMAGE_STORE, "data"), **job_options(ids.MC_RUN, ids.MC_CANCEL, ids.MC_PROGRESS))
 def run_uncertainty(set_progress, _clicks, samples, p, seed, image):
     """Job process: T dropout passes of every query slot (cached); returns a reference only."""
     if not image:
