@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def model_info() -> dict:
     """What the page says about the served model (loads it in this process; runs nothing)."""
     from core import service
-    from core.gradcam import default_layer, layer_choices
+    from core.methods.gradcam import default_layer, layer_choices
     loaded = service.model()
     return {"name": loaded.name, "is_demo": loaded.is_demo, "fallback_reason": loaded.fallback_reason,
             "labels": sorted(loaded.id2label.values()), "trained_dropout": float(loaded.model.config.dropout),
@@ -27,10 +27,10 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     from callbacks import compare, detection, explain, uncertainty  # noqa: F401 - registers the callbacks
     from components.uncertainty import GUIDE as UNCERTAINTY_GUIDE, uncertainty_controls, uncertainty_panel
     from components.compare import compare_panel
-    from core.compare import NORMALISATIONS
+    from core.evaluation.compare import NORMALISATIONS
     from components.explain import explain_controls, explain_panel
     from components.layout import page
-    from core.baselines import BASELINES
+    from core.methods.baselines import BASELINES
 
     info = model_info()
     samples = detection.sample_list(info["is_demo"])

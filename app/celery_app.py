@@ -90,7 +90,8 @@ def _load_model(**_):
     import torch
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
-    from core import explainers, service  # noqa: F401 - imports every method's module
+    from core import service
+    from core.methods import registry  # noqa: F401 - imports every method's module
     torch.set_num_threads(torch_threads())
     loaded = service.model()
     with torch.no_grad():

@@ -14,7 +14,7 @@ EXIT_OK, EXIT_USAGE, EXIT_IMAGE, EXIT_MODEL = 0, 2, 3, 4
 
 def _load(args):
     """The model for a batch command; falls back to the demo (one line on stderr) unless --no-fallback."""
-    from core.model import ModelUnavailable, load_model, load_model_or_demo
+    from core.models.loading import ModelUnavailable, load_model, load_model_or_demo
     from core import service
     try:
         loaded = (load_model if args.no_fallback else load_model_or_demo)(args.model, args.device)
@@ -59,7 +59,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_detect(args) -> int:
-    from core.detection import above, detect
+    from core.models.detection import above, detect
     loaded = _load(args)
     status = EXIT_OK
     for path, image, error in _images(args.images):
@@ -79,7 +79,7 @@ def cmd_detect(args) -> int:
 
 
 def _common(p: argparse.ArgumentParser, images: bool = True) -> None:
-    from core.model import DEFAULT_MODEL
+    from core.models.loading import DEFAULT_MODEL
     import os
     p.add_argument("--model", default=os.environ.get("DETR_MODEL", DEFAULT_MODEL),
                    help="hub id, save_pretrained directory, or 'demo' (default: %(default)s)")
@@ -89,7 +89,7 @@ def _common(p: argparse.ArgumentParser, images: bool = True) -> None:
 
 def parser() -> argparse.ArgumentParser:
     import os
-    from core.model import DEFAULT_MODEL
+    from core.models.loading import DEFAULT_MODEL
     root = argparse.ArgumentParser(prog="python -m app", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = root.add_subparsers(dest="command")

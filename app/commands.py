@@ -10,7 +10,7 @@ EXIT_OK = 0
 
 
 def cmd_scenes(args) -> int:
-    from core.scenes import write_scenes
+    from core.demo.scenes import write_scenes
     write_scenes(Path(args.out), args.count, args.seed, args.size)
     print(f"wrote {args.count} scenes and truth.json to {args.out}")
     return EXIT_OK
@@ -18,7 +18,7 @@ def cmd_scenes(args) -> int:
 
 def cmd_train_demo(args) -> int:
     import torch
-    from core.train_demo import train
+    from core.demo.train import train
     if args.threads:
         torch.set_num_threads(args.threads)
     result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
@@ -31,9 +31,9 @@ def cmd_train_demo(args) -> int:
 def cmd_evaluate_demo(args) -> int:
     import torch
     from app.cli import _load
-    from core.detection import detect
-    from core.metrics import COCO_IOUS, average_precision, mean_average_precision
-    from core.scenes import CLASSES, make_scene
+    from core.models.detection import detect
+    from core.evaluation.metrics import COCO_IOUS, average_precision, mean_average_precision
+    from core.demo.scenes import CLASSES, make_scene
     loaded = _load(args)
     preds, truths, seconds = [], [], 0.0
     for s in range(args.seed, args.seed + args.scenes):
@@ -84,7 +84,7 @@ def cmd_explain(args) -> int:
     """One method's map for one detection: --raw writes the unnormalised map, --png an overlay."""
     import numpy as np
     from app.cli import EXIT_USAGE
-    from core.explainers import METHODS
+    from core.methods.registry import METHODS
     found = _image_and_query(args)
     if isinstance(found, int):
         return found
@@ -124,7 +124,7 @@ def _num(value) -> str:
 def cmd_compare(args) -> int:
     """Every method for one detection, scored (deletion / insertion AUC, pointing game) and ranked."""
     from app.cli import EXIT_USAGE
-    from core.compare import compare, default_methods, summary
+    from core.evaluation.compare import compare, default_methods, summary
     found = _image_and_query(args)
     if isinstance(found, int):
         return found
@@ -151,8 +151,8 @@ def cmd_compare(args) -> int:
 def cmd_uncertainty(args) -> int:
     """MC-Dropout statistics of the detections at --threshold (same indices as `detect`)."""
     from app.cli import EXIT_IMAGE, EXIT_USAGE, _images, _load
-    from core.detection import above, detect
-    from core.mc_dropout import MAX_P, MAX_SAMPLES, mc_dropout
+    from core.models.detection import above, detect
+    from core.models.mc_dropout import MAX_P, MAX_SAMPLES, mc_dropout
     if not 1 <= args.samples <= MAX_SAMPLES:
         print(f"error: --samples must be 1..{MAX_SAMPLES}, got {args.samples}", file=sys.stderr)
         return EXIT_USAGE
@@ -186,7 +186,7 @@ def cmd_uncertainty(args) -> int:
 
 
 def add_all(sub, common) -> None:
-    from core.scenes import SCENE_SIZE
+    from core.demo.scenes import SCENE_SIZE
     p = sub.add_parser("scenes", help="write procedural demo scenes with ground truth")
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--seed", type=int, default=1_000_000)
@@ -233,7 +233,7 @@ def add_all(sub, common) -> None:
     common(p)
     p.set_defaults(func=cmd_uncertainty)
 
-    from core.compare import IG_DEFAULTS
+    from core.evaluation.compare import IG_DEFAULTS
     p = sub.add_parser("compare", help="every method for one detection, scored and ranked")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--query", type=int, required=True, help="the detection's DETR query slot (its index)")

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.compare [--model demo] [--scenes 200] [--seed 1000000] [--threads N] [--json]
 
-Every correctly detected object of every held-out scene (core.scenes.make_scene, seeds >= 1_000_000,
-never seen in training) is compared with core.compare.compare: a detection with score >= 0.7 whose
+Every correctly detected object of every held-out scene (core.demo.scenes.make_scene, seeds >= 1_000_000,
+never seen in training) is compared with core.evaluation.compare.compare: a detection with score >= 0.7 whose
 label matches a true box at IoU >= 0.5 (the best such box is its truth). Per method it prints the
 mean deletion AUC (lower is better), insertion AUC (higher), energy pointing game against the true
 box (share of the map's positive mass inside it) and the pointing-game hit rate (the map's maximum
@@ -19,12 +19,12 @@ import statistics
 import numpy as np
 import torch
 
-from core.compare import METHODS, compare, default_methods
-from core.detection import detect
-from core.faithfulness import resize_map
-from core.metrics import box_iou
-from core.model import load_model
-from core.scenes import make_scene
+from core.evaluation.compare import METHODS, compare, default_methods
+from core.models.detection import detect
+from core.evaluation.faithfulness import resize_map
+from core.evaluation.metrics import box_iou
+from core.models.loading import load_model
+from core.demo.scenes import make_scene
 from bench.timing import median_seconds
 
 

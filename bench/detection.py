@@ -31,10 +31,10 @@ def main() -> None:
     from app.cli import _quiet
     _quiet()
     from core import cache, service
-    from core.detection import detect
+    from core.models.detection import detect
     from core.images import decode_image
-    from core.model import load_model_or_demo
-    from core.scenes import make_scene
+    from core.models.loading import load_model_or_demo
+    from core.demo.scenes import make_scene
 
     loaded = load_model_or_demo(args.model)
     service.use_model(loaded)

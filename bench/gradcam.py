@@ -15,17 +15,17 @@ import tempfile
 import torch
 
 from core import cache
-from core.gradcam import compute_cams, default_layer
+from core.methods.gradcam import compute_cams, default_layer
 from core.images import image_id
-from core.model import DEMO_DIR, LoadedModel, Preprocess, load_model
-from core.scenes import make_scene
+from core.models.loading import DEMO_DIR, LoadedModel, Preprocess, load_model
+from core.demo.scenes import make_scene
 from bench.timing import median_seconds as timed
 
 
 def untrained_demo() -> LoadedModel:
     from transformers import DetrForObjectDetection
 
-    from core.train_demo import _detr_init, demo_config
+    from core.demo.train import _detr_init, demo_config
     config = demo_config()
     config._attn_implementation = "eager"
     model = DetrForObjectDetection(config)

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.integrated_gradients [--model demo|tiny|PATH|HUB_ID] [--size PX]
         [--steps 50] [--baseline black] [--repeat 1] [--threads N]
 
-Compares, on the same input and detection: the project's chunking (core.integrated_gradients.
+Compares, on the same input and detection: the project's chunking (core.methods.integrated_gradients.
 chunk_size: images per chunk bounded by pixels), captum's internal_batch_size=None (all steps in
 one batch) and =1 (one step at a time).
 
@@ -28,9 +28,9 @@ import time
 
 import torch
 
-from core.integrated_gradients import chunk_size, compute_ig
-from core.model import DEMO_DIR, LoadedModel, Preprocess, load_model
-from core.scenes import make_scene
+from core.methods.integrated_gradients import chunk_size, compute_ig
+from core.models.loading import DEMO_DIR, LoadedModel, Preprocess, load_model
+from core.demo.scenes import make_scene
 
 MODES = {"project": "auto", "captum None": None, "captum 1": 1}
 

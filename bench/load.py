@@ -134,7 +134,7 @@ class DashClient:
 
 
 def scene_png(seed: int) -> str:
-    from core.scenes import make_scene
+    from core.demo.scenes import make_scene
     buf = io.BytesIO()
     make_scene(seed)[0].save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -347,10 +347,10 @@ def run_setup(setup, model, sessions, rounds, cold_rounds, budget, workdir):
 def _job(reload: bool, model: str, seed: int, out):
     import torch
     from core import service
-    from core.detection import detect
-    from core.gradcam import compute_cams
-    from core.model import load_model
-    from core.scenes import make_scene
+    from core.models.detection import detect
+    from core.methods.gradcam import compute_cams
+    from core.models.loading import load_model
+    from core.demo.scenes import make_scene
     t = time.perf_counter()
     loaded = load_model(model) if reload else service.model()
     load_s = time.perf_counter() - t
@@ -366,7 +366,10 @@ def jobs_bench(model: str, jobs: int) -> None:
     """A job as DiskcacheManager runs it (multiprocess.Process forked from the web process, which
     loaded the model and never ran it): (a) using the inherited model, (b) loading its own."""
     from multiprocess import Process, Queue
-    from core import detection, gradcam, scenes, service  # noqa: F401 - imported, as in the web process
+    from core import service  # noqa: F401
+    from core.demo import scenes  # noqa: F401
+    from core.methods import gradcam  # noqa: F401
+    from core.models import detection  # noqa: F401 - imported, as in the web process
     t = time.perf_counter()
     service.model()
     print(f"model {model}: load in the parent {time.perf_counter() - t:.2f} s; "
@@ -390,12 +393,12 @@ def jobs_bench(model: str, jobs: int) -> None:
 
 
 def bench_model(model: str, workdir: Path) -> str:
-    from core.model import DEMO_DIR
+    from core.models.loading import DEMO_DIR
     if model != "demo" or DEMO_DIR.exists():
         return model
     import torch
     from transformers import DetrForObjectDetection
-    from core.train_demo import demo_config, save_demo
+    from core.demo.train import demo_config, save_demo
     torch.manual_seed(0)
     path = workdir / "untrained-demo"
     save_demo(DetrForObjectDetection(demo_config()), path)

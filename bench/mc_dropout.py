@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from core.mc_dropout import backbone_features, default_chunk, mc_dropout, mc_dropout_naive, sample_from_features
-from core.model import DEMO_DIR, LoadedModel, Preprocess, default_device, load_model
-from core.scenes import make_scene
+from core.models.mc_dropout import backbone_features, default_chunk, mc_dropout, mc_dropout_naive, sample_from_features
+from core.models.loading import DEMO_DIR, LoadedModel, Preprocess, default_device, load_model
+from core.demo.scenes import make_scene
 
 
 def r50_random(device: str) -> LoadedModel:

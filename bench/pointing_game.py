@@ -26,8 +26,8 @@ def hit(heatmap: np.ndarray, box, width: int, height: int) -> bool:
 
 def maps(loaded, pixels, query: int, layer: str) -> dict[str, np.ndarray]:
     """Grad-CAM, Grad-CAM++ and the two gradient references of one detection at `layer`."""
-    from core.gradcam import _activation, cam_maps
-    from core.targets import predicted_class, target_score
+    from core.methods.gradcam import _activation, cam_maps
+    from core.methods.targets import predicted_class, target_score
     module = dict(loaded.model.named_modules())[layer]
     with torch.enable_grad(), _activation(module) as captured:
         outputs = loaded.model(pixel_values=pixels)
@@ -48,11 +48,11 @@ def main() -> None:
     args = parser.parse_args()
     from app.cli import _quiet
     _quiet()
-    from core.detection import above, detect
-    from core.gradcam import default_layer, layer_choices
-    from core.metrics import box_iou
-    from core.model import load_model
-    from core.scenes import make_scene
+    from core.models.detection import above, detect
+    from core.methods.gradcam import default_layer, layer_choices
+    from core.evaluation.metrics import box_iou
+    from core.models.loading import load_model
+    from core.demo.scenes import make_scene
 
     loaded = load_model(args.model)
     labels = dict(layer_choices(loaded.model))

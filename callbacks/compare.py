@@ -12,9 +12,9 @@ from components import ids
 from components.compare import (export_png, fmt, hover_grid, overlay, panel, panel_figure, ranking_rows,
                                 sanity_figure, score_line)
 from core import service
-from core.compare import IG_DEFAULTS, METHODS, default_methods, jsonable, match_truth, normalise, summary
-from core.detection import option_label
-from core.explainers import METHODS as REGISTRY
+from core.evaluation.compare import IG_DEFAULTS, METHODS, default_methods, jsonable, match_truth, normalise, summary
+from core.models.detection import option_label
+from core.methods.registry import METHODS as REGISTRY
 
 IG_FIELDS = {ids.IG_BASELINE: "baseline", ids.IG_STEPS: "steps", ids.IG_SIGMA: "sigma",
              ids.IG_RESOLUTION: "resolution"}

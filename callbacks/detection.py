@@ -12,9 +12,9 @@ from callbacks import POLL_MS
 from components import ids
 from components.figures import add_boxes, add_truth, image_figure
 from core import cache, service
-from core.detection import above, option_label
+from core.models.detection import above, option_label
 from core.images import ImageError, data_url, decode_image
-from core.scenes import make_scene
+from core.demo.scenes import make_scene
 
 PHOTOS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "samples")
 SCENE_SEEDS = (1_000_003, 1_000_011, 1_000_017, 1_000_042)  # held-out seeds: never seen in training

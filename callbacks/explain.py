@@ -8,7 +8,7 @@ from callbacks import HIDDEN, SHOWN, job_options
 from components import ids
 from components.heatmaps import add_heatmap
 from core import service
-from core.detection import option_label
+from core.models.detection import option_label
 
 QUICK = ("cam", "attention", "relevance")  # explained as soon as a detection is picked
 
@@ -118,6 +118,6 @@ def draw_explanation(result, variant, opacity, absolute, image, detections):
                 signed=signed, title=method)
     # the selected box stays drawn on top of the heatmap
     fig.data = (fig.data[0], *fig.data[1 + n_boxes:], *fig.data[1:1 + n_boxes])
-    from core.explainers import METHODS
+    from core.methods.registry import METHODS
     title = f"{METHODS[method].label} for {option_label(det) if det else result['query']}"
     return fig, SHOWN, [html.B(title), *describe(method, {**result["info"], **explanation.info})]

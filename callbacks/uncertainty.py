@@ -12,8 +12,8 @@ from components import ids
 from components.uncertainty import (MAX_INSETS, add_histogram_insets, add_sampled_boxes, dropout_note,
                                     score_histogram, stats_table)
 from core import service
-from core.detection import above, option_label
-from core.mc_dropout import above_threshold_fraction
+from core.models.detection import above, option_label
+from core.models.mc_dropout import above_threshold_fraction
 
 STAT_KEYS = ("score_mean", "score_std", "entropy", "mutual_information", "variation_ratio", "label_counts",
              "box_mean", "box_std")

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from core import cache
-from core.detection import detect as run_detect
-from core.model import DEFAULT_MODEL, LoadedModel, load_model_or_demo
+from core.models.detection import detect as run_detect
+from core.models.loading import DEFAULT_MODEL, LoadedModel, load_model_or_demo
 
 _model: LoadedModel | None = None
 _lock = threading.Lock()
@@ -82,7 +82,7 @@ def detections(image_key: str) -> list[dict]:
 
 
 def _explanation_key(image_key: str, query: int, method: str, params: dict) -> tuple[str, dict]:
-    from core.explainers import METHODS
+    from core.methods.registry import METHODS
     spec = METHODS[method]
     full = {**spec.defaults, **{k: v for k, v in (params or {}).items() if k in spec.defaults}}
     return cache.key("explain", model().name, image_key, query, spec.family, full), full
@@ -93,7 +93,7 @@ def explanation(image_key: str, query: int, method: str, params: dict, progress=
 
     The key holds the family's full parameters (defaults filled in): asking with or without a
     default gives the same entry."""
-    from core.explainers import METHODS
+    from core.methods.registry import METHODS
     loaded, spec = model(), METHODS[method]
     key, full = _explanation_key(image_key, query, method, params)
 
@@ -117,8 +117,8 @@ def _comparison_key(kind: str, image_key: str, query: int, methods: dict, *extra
 
 def comparison(image_key: str, query: int, methods: dict, gt_box=None, progress=None) -> dict:
     """Every method's map (through `explanation`'s cache) with faithfulness scores and their ranking
-    (core.compare.compare); methods: name -> params; gt_box: a true box in image pixels or None."""
-    from core.compare import compare
+    (core.evaluation.compare.compare); methods: name -> params; gt_box: a true box in image pixels or None."""
+    from core.evaluation.compare import compare
     loaded = model()
 
     def compute():
@@ -134,8 +134,8 @@ def cached_comparison(image_key: str, query: int, methods: dict, gt_box=None) ->
 
 
 def sanity(image_key: str, query: int, methods: dict, progress=None) -> dict:
-    """core.sanity.sanity_check of these methods for one detection (on a copy of the model)."""
-    from core.sanity import sanity_check
+    """core.evaluation.sanity.sanity_check of these methods for one detection (on a copy of the model)."""
+    from core.evaluation.sanity import sanity_check
     loaded = model()
 
     def compute():
@@ -153,9 +153,9 @@ def uncertainty_key(model_name: str, image_key: str, samples: int, p: float, see
 
 
 def backbone(image_key: str):
-    """core.mc_dropout.backbone_features of an image, cached per (model, image) on the CPU: runs with
+    """core.models.mc_dropout.backbone_features of an image, cached per (model, image) on the CPU: runs with
     other samples, rates or seeds skip the backbone (~85% of a forward)."""
-    from core.mc_dropout import BackboneFeatures, backbone_features
+    from core.models.mc_dropout import BackboneFeatures, backbone_features
     loaded = model()
 
     def compute():
@@ -167,11 +167,11 @@ def backbone(image_key: str):
 
 
 def uncertainty(image_key: str, samples: int = 30, p: float | None = None, seed: int = 0, progress=None) -> dict:
-    """core.mc_dropout.mc_dropout of every query slot of an image, plus "model" (its name), cached per
+    """core.models.mc_dropout.mc_dropout of every query slot of an image, plus "model" (its name), cached per
     (model, image, samples, rate, seed); p None = the trained rate. Its above_threshold_fraction is
     for 0.7: callers recompute it for their threshold from the cached `scores` (a threshold never
     re-runs sampling)."""
-    from core.mc_dropout import MAX_P, MAX_SAMPLES, default_chunk, mc_dropout, trained_dropout
+    from core.models.mc_dropout import MAX_P, MAX_SAMPLES, default_chunk, mc_dropout, trained_dropout
     loaded = model()
     p = trained_dropout(loaded) if p is None else float(p)
     if not (1 <= int(samples) <= MAX_SAMPLES and 0 <= p <= MAX_P):  # before the backbone runs

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.model import load_model
+from core.models.loading import load_model
 from tests.tiny import tiny_detr
 
 

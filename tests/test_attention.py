@@ -4,8 +4,8 @@ import threading
 import numpy as np
 import torch
 
-from core.attention import attention_maps, compute_attention
-from core.explainers import METHODS
+from core.methods.attention import attention_maps, compute_attention
+from core.methods.registry import METHODS
 
 
 def all_hooks(model):

@@ -8,7 +8,7 @@ from dash._utils import AttributeDict
 
 from callbacks import detection
 from core import cache, service
-from core.detection import option_label
+from core.models.detection import option_label
 
 DETS = [
     {"index": 0, "label": "circle", "score": 0.95, "box": [10, 10, 40, 40]},

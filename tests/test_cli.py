@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app.cli import main
-from core.model import DEMO_DIR
+from core.models.loading import DEMO_DIR
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The Compare view: core.compare on the tiny DETR, the service cache, and its callbacks called directly."""
+"""The Compare view: core.evaluation.compare on the tiny DETR, the service cache, and its callbacks called directly."""
 import io
 import json
 import math
@@ -12,11 +12,11 @@ from dash._utils import AttributeDict
 from PIL import Image
 
 from core import cache, service
-from core.attention import compute_attention
-from core.compare import (METHODS, compare, default_methods, match_truth, normalise, rank, summary)
-from core.detection import postprocess
-from core.faithfulness import energy_pointing_game
-from core.gradcam import compute_cams
+from core.methods.attention import compute_attention
+from core.evaluation.compare import (METHODS, compare, default_methods, match_truth, normalise, rank, summary)
+from core.models.detection import postprocess
+from core.evaluation.faithfulness import energy_pointing_game
+from core.methods.gradcam import compute_cams
 
 FAST_IG = {"steps": 8}
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.detection import above, detect
-from core.explainers import METHODS
-from core.mc_dropout import backbone_features, mc_dropout, mc_dropout_naive, sample_from_features
-from core.model import load_model
-from core.scenes import make_scene
+from core.models.detection import above, detect
+from core.methods.registry import METHODS
+from core.models.mc_dropout import backbone_features, mc_dropout, mc_dropout_naive, sample_from_features
+from core.models.loading import load_model
+from core.demo.scenes import make_scene
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -1,10 +1,10 @@
 """The shipped demo weights, tested as they are (never retrained in CI)."""
 import pytest
 
-from core.detection import above, detect
-from core.metrics import box_iou
-from core.model import DEMO_DIR, load_model
-from core.scenes import CLASSES, make_scene
+from core.models.detection import above, detect
+from core.evaluation.metrics import box_iou
+from core.models.loading import DEMO_DIR, load_model
+from core.demo.scenes import CLASSES, make_scene
 
 SEEDS = range(1_000_100, 1_000_110)  # held-out: training uses seeds below 1,000,000
 

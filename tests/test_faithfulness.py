@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.baselines import to_pixels
-from core.detection import postprocess
-from core.faithfulness import (auc, energy_pointing_game, faithfulness, perturbation_curves, pixel_ranks,
+from core.methods.baselines import to_pixels
+from core.models.detection import postprocess
+from core.evaluation.faithfulness import (auc, energy_pointing_game, faithfulness, perturbation_curves, pixel_ranks,
                                removal_baseline)
 
 # Toy "model": the score is the mean of the top-left 2x2 region of a 4x4 image (all channels).

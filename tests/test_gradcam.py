@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import DetrConfig, DetrForObjectDetection
 
-from core.explainers import METHODS
-from core.gradcam import compute_cams, default_layer, layer_choices
-from core.train_demo import demo_config
+from core.methods.registry import METHODS
+from core.methods.gradcam import compute_cams, default_layer, layer_choices
+from core.demo.train import demo_config
 
 TINY_DEFAULT = "model.backbone.model.encoder.stages.1.layers.0.layer.1.convolution"
 

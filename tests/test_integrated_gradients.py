@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-import core.integrated_gradients as igm
-from core.baselines import BASELINES, NOISE_STD, make_baseline, to_pixels
-from core.explainers import METHODS
-from core.integrated_gradients import compute_ig
+import core.methods.integrated_gradients as igm
+from core.methods.baselines import BASELINES, NOISE_STD, make_baseline, to_pixels
+from core.methods.registry import METHODS
+from core.methods.integrated_gradients import compute_ig
 
 QUERY = 0
 

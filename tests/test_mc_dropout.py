@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.mc_dropout import (backbone_features, match_slots, mc_dropout, mc_dropout_naive, sample_from_features,
+from core.models.mc_dropout import (backbone_features, match_slots, mc_dropout, mc_dropout_naive, sample_from_features,
                              summarize, trained_dropout, uncertainty)
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core.metrics import average_precision, box_iou, mean_average_precision
+from core.evaluation.metrics import average_precision, box_iou, mean_average_precision
 
 
 def test_box_iou_by_hand():

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.detection import detect, postprocess
-from core.model import DEMO_DIR, ModelUnavailable, Preprocess, load_model, load_model_or_demo
+from core.models.detection import detect, postprocess
+from core.models.loading import DEMO_DIR, ModelUnavailable, Preprocess, load_model, load_model_or_demo
 
 
 @pytest.mark.parametrize("size, expected", [

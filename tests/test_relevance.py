@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.explainers import METHODS
-from core.relevance import (compute_relevance, decoder_cross_step, decoder_self_step, encoder_step, head_mean,
+from core.methods.registry import METHODS
+from core.methods.relevance import (compute_relevance, decoder_cross_step, decoder_self_step, encoder_step, head_mean,
                             init_relevance, normalise, propagate)
 
 t = lambda rows: torch.tensor(rows, dtype=torch.float64)

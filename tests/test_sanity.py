@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.sanity import THRESHOLD, cascade_steps, randomise, sanity_check, spearman
+from core.evaluation.sanity import THRESHOLD, cascade_steps, randomise, sanity_check, spearman
 from tests.tiny import tiny_detr
 
 HEADS = ("class_labels_classifier", "bbox_predictor")

@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from app.cli import main
-from core.scenes import CLASSES, SCENE_SIZE, make_scene
+from core.demo.scenes import CLASSES, SCENE_SIZE, make_scene
 
 
 def test_same_seed_same_scene_other_seed_other_scene():

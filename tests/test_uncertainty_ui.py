@@ -71,14 +71,14 @@ def test_run_reports_progress_and_returns_a_small_reference(served, tiny):
 
 
 def test_cached_per_model_image_samples_rate_seed_and_backbone_reused(served, monkeypatch):
-    import core.mc_dropout
+    import core.models.mc_dropout
     key = served["store"]["image_id"]
     calls = service.model_calls()
     assert cb.run_uncertainty(lambda _: None, 2, T, 0.5, 3, served["store"]) == served["ref"]
     assert service.model_calls() == calls  # same run: from the cache
     ran = []
-    real = core.mc_dropout.backbone_features
-    monkeypatch.setattr(core.mc_dropout, "backbone_features", lambda *a: ran.append(1) or real(*a))
+    real = core.models.mc_dropout.backbone_features
+    monkeypatch.setattr(core.models.mc_dropout, "backbone_features", lambda *a: ran.append(1) or real(*a))
     other = service.uncertainty(key, 4, 0.2, 3)
     assert service.model_calls() == calls + 1 and ran == []  # another rate and count: the backbone is cached
     assert len(other["detections"][0]["scores"]) == 4 and other["dropout"] == 0.2

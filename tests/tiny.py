@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
 
-from core.train_demo import _detr_init
+from core.demo.train import _detr_init
 
 
 def tiny_config(num_labels: int = 3, queries: int = 5, dropout: float = 0.1) -> DetrConfig:

@@ -2,7 +2,7 @@
 import json
 import time
 
-from core.scenes import make_scene
+from core.demo.scenes import make_scene
 
 TIMEOUT = 60
 

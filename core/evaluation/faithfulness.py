@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.baselines import make_baseline
-from core.explanation import Progress
-from core.metrics import box_iou
-from core.targets import predicted_class
+from core.methods.baselines import make_baseline
+from core.methods.explanation import Progress
+from core.evaluation.metrics import box_iou
+from core.methods.targets import predicted_class
 
 STEPS = 20
 IOU = 0.5
@@ -96,7 +96,7 @@ def energy_pointing_game(heatmap, box, size: tuple[int, int]) -> float:
 
 
 def removal_baseline(loaded, pixel_values: torch.Tensor, kind: str = "blur") -> torch.Tensor:
-    """The image that "removed" pixels take, in the model's normalised space (core/baselines.py)."""
+    """The image that "removed" pixels take, in the model's normalised space (core/methods/baselines.py)."""
     if kind not in BASELINES:
         raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
     sigma = max(pixel_values.shape[-2:]) / 40

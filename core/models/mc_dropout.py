@@ -47,8 +47,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from core.detection import postprocess
-from core.explanation import Progress
+from core.models.detection import postprocess
+from core.methods.explanation import Progress
 
 MAX_SAMPLES = 100
 MAX_P = 0.9

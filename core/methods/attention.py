@@ -6,8 +6,8 @@ from contextlib import contextmanager
 
 import torch
 
-from core.explanation import Explanation, Progress
-from core.targets import predicted_class
+from core.methods.explanation import Explanation, Progress
+from core.methods.targets import predicted_class
 
 
 @contextmanager

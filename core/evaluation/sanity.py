@@ -19,7 +19,7 @@ import json
 import numpy as np
 import torch
 
-from core.explanation import Progress
+from core.methods.explanation import Progress
 
 THRESHOLD = 0.9
 FLAG_AFTER = "encoder"
@@ -70,7 +70,7 @@ def spearman(a, b) -> float:
 
 def _maps(loaded, pixel_values, query, methods: dict) -> dict[str, np.ndarray]:
     """Each method's map; methods of one family with the same params share one computation."""
-    from core.explainers import METHODS  # the registry imports the method modules
+    from core.methods.registry import METHODS  # the registry imports the method modules
     done, maps = {}, {}
     for name, params in methods.items():
         method = METHODS[name]

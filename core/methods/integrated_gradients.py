@@ -1,7 +1,7 @@
 """Integrated Gradients for one DETR detection, with captum (IntegratedGradients; GradientShap for
 the multi-baseline "expected" variant).
 
-F(x) is the detection's explained score (core.targets.target_score, class fixed from the input
+F(x) is the detection's explained score (core.methods.targets.target_score, class fixed from the input
 as given). Completeness: sum(attributions) = F(x) - F(baseline) + delta, where delta is captum's
 convergence delta; relative_delta = |delta| / |F(x) - F(baseline)| says how far from complete
 the step count leaves the integral (None when F(x) == F(baseline): nothing to attribute).
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.baselines import BASELINES, make_baseline
-from core.explanation import Explanation, Progress
-from core.targets import predicted_class, target_score
+from core.methods.baselines import BASELINES, make_baseline
+from core.methods.explanation import Explanation, Progress
+from core.methods.targets import predicted_class, target_score
 
 DEFAULTS = {"baseline": "black", "steps": 50, "sigma": 8.0, "seed": 0, "resolution": None, "target": "class",
             "samples": 8}
@@ -84,7 +84,7 @@ def compute_ig(loaded, pixel_values: torch.Tensor, query: int, params: dict,
 
     params: baseline (black|blur|uniform|gaussian|mean|expected), steps (int or "auto"), sigma
     (blur, px at IG's resolution), seed (noise baselines, expected draws), resolution (shortest
-    side for IG, None = as given), target (core.targets.TARGETS), samples (expected).
+    side for IG, None = as given), target (core.methods.targets.TARGETS), samples (expected).
     Optional "internal_batch_size" ("auto" = chunk_size, None = all at once, int) is for benchmarks.
     The heatmap is the attributions summed over colour channels, at IG's input resolution.
     """

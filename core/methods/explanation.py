@@ -24,7 +24,7 @@ class Computation(Protocol):
     (Grad-CAM and Grad-CAM++ come from one forward and one backward), so it returns a dict
     method name -> Explanation.
 
-    loaded: core.model.LoadedModel; pixel_values: [1, 3, H, W] on loaded.device; query: DETR
+    loaded: core.models.loading.LoadedModel; pixel_values: [1, 3, H, W] on loaded.device; query: DETR
     query slot; params: the method's own parameters (JSON-able, part of the cache key)."""
 
     def __call__(self, loaded, pixel_values, query: int, params: dict,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.explanation import Computation
+from core.methods.explanation import Computation
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,17 @@ def register(method: Method) -> None:
 
 
 # Registry entries (imported here, after register exists, so method modules never import this one).
-from core.gradcam import compute_cams  # noqa: E402
+from core.methods.gradcam import compute_cams  # noqa: E402
 
 register(Method("gradcam", "Grad-CAM", "cam", compute_cams, {"layer": None, "target": "class"}))
 register(Method("gradcam++", "Grad-CAM++", "cam", compute_cams, {"layer": None, "target": "class"}))
 
-from core.integrated_gradients import DEFAULTS as IG_DEFAULTS, compute_ig  # noqa: E402
+from core.methods.integrated_gradients import DEFAULTS as IG_DEFAULTS, compute_ig  # noqa: E402
 
 register(Method("ig", "Integrated Gradients", "ig", compute_ig, dict(IG_DEFAULTS)))
 
-from core.attention import compute_attention  # noqa: E402
-from core.relevance import compute_relevance  # noqa: E402
+from core.methods.attention import compute_attention  # noqa: E402
+from core.methods.relevance import compute_relevance  # noqa: E402
 
 register(Method("attention", "DETR attention", "attention", compute_attention, {"layer": -1}))
 register(Method("relevance", "Attention relevance (Chefer et al.)", "relevance", compute_relevance,

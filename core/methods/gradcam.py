@@ -14,8 +14,8 @@ from contextlib import contextmanager
 
 import torch
 
-from core.explanation import Explanation, Progress
-from core.targets import TARGETS, predicted_class, target_score
+from core.methods.explanation import Explanation, Progress
+from core.methods.targets import TARGETS, predicted_class, target_score
 
 
 def _stages(model) -> list[tuple[str, torch.nn.Module]]:
@@ -92,7 +92,7 @@ def compute_cams(loaded, pixel_values: torch.Tensor, query: int, params: dict,
                  progress: Progress | None = None) -> dict[str, Explanation]:
     """Grad-CAM and Grad-CAM++ of detection `query`: one forward, one backward.
 
-    params: {"layer": a module name (None: default_layer), "target": one of core.targets.TARGETS}.
+    params: {"layer": a module name (None: default_layer), "target": one of core.methods.targets.TARGETS}.
     Maps are [h, w] float32 at the layer's resolution, after the ReLU, before any resizing.
     """
     model = loaded.model

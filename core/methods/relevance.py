@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from core.attention import forward_with_attentions
-from core.explanation import Explanation, Progress
-from core.targets import predicted_class, target_score
+from core.methods.attention import forward_with_attentions
+from core.methods.explanation import Explanation, Progress
+from core.methods.targets import predicted_class, target_score
 
 
 def head_mean(A: torch.Tensor, dA: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from core.images import IMAGENET_MEAN, IMAGENET_STD, normalize
 DEFAULT_MODEL = "facebook/detr-resnet-50"
 HUB_REVISION = "no_timm"  # the real checkpoint's variant with transformers' own ResNet: no timm needed
 DEMO_NAME = "demo"
-DEMO_DIR = Path(__file__).resolve().parent.parent / "models" / "demo-detr"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "models" / "demo-detr"
 HUB_HOST = ("huggingface.co", 443)
 
 

@@ -1,6 +1,6 @@
 """Every explanation method for one detection, side by side, with faithfulness scores and a ranking.
 
-Scores (core/faithfulness.py) are computed on each method's raw map: deletion and insertion only
+Scores (core/evaluation/faithfulness.py) are computed on each method's raw map: deletion and insertion only
 read the map's pixel ranking, the pointing game its positive mass. The shared normalisations
 here are for display: they are monotone, so the picture ranks pixels as the scores do.
 Deletion / insertion AUC use the "matched" confidence (the object stays detected by any slot of
@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from core.explanation import Progress
-from core.faithfulness import STEPS, faithfulness
-from core.metrics import box_iou
-from core.sanity import _ranks
+from core.methods.explanation import Progress
+from core.evaluation.faithfulness import STEPS, faithfulness
+from core.evaluation.metrics import box_iou
+from core.evaluation.sanity import _ranks
 
 METHODS = ("gradcam", "gradcam++", "ig", "attention", "relevance")
 # cheap Integrated Gradients when the person has chosen nothing: 32 steps at the model input
@@ -67,7 +67,7 @@ def explain_all(loaded, pixel_values, query: int, methods: dict[str, dict], prog
                 explain=None) -> tuple[dict, dict]:
     """(name -> Explanation, name -> seconds). Methods of one family with the same params share one
     computation. `explain(name, params, progress)`, if given, is used instead (the service's cache)."""
-    from core.explainers import METHODS as REGISTRY  # the registry imports every method module
+    from core.methods.registry import METHODS as REGISTRY  # the registry imports every method module
     done, out, seconds = {}, {}, {}
     for k, (name, params) in enumerate(methods.items()):
         spec = REGISTRY[name]
@@ -160,7 +160,7 @@ def _sub_progress(progress: Progress | None, k: int, n: int) -> Progress | None:
 
 def summary(result: dict, curves: bool = False) -> dict:
     """The numbers of a comparison, JSON-able (no maps): per method its scores, settings and seconds."""
-    from core.explainers import METHODS as REGISTRY
+    from core.methods.registry import METHODS as REGISTRY
     methods = {}
     for name, m in result["methods"].items():
         scores = {k: v for k, v in m["scores"].items() if curves or k != "curves"}

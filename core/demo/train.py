@@ -24,10 +24,10 @@ from torch import nn
 from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
 from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
 
-from core.detection import postprocess
+from core.models.detection import postprocess
 from core.images import normalize
-from core.metrics import COCO_IOUS, mean_average_precision
-from core.scenes import CLASSES, SCENE_SIZE, make_scene
+from core.evaluation.metrics import COCO_IOUS, mean_average_precision
+from core.demo.scenes import CLASSES, SCENE_SIZE, make_scene
 
 HELD_OUT_SEED = 1_000_000  # evaluation seeds start here; training never reaches them
 
