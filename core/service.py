@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core import cache
+from core import cache, params as P
 from core.models.detection import detect as run_detect
 from core.models.loading import DEFAULT_MODEL, LoadedModel, load_model_or_demo
 
@@ -82,10 +82,14 @@ def detections(image_key: str) -> list[dict]:
 
 
 def _explanation_key(image_key: str, query: int, method: str, params: dict) -> tuple[str, dict]:
-    from core.methods.registry import METHODS
+    """The cache key and the full parameters: checked against the method's declaration (a forged or
+    out-of-range value raises core.params.ParamError before any work), defaults filled in."""
+    from core.methods.registry import METHODS, context
+    loaded = model()
     spec = METHODS[method]
-    full = {**spec.defaults, **{k: v for k, v in (params or {}).items() if k in spec.defaults}}
-    return cache.key("explain", model().name, image_key, query, spec.family, full), full
+    full = spec.validate(params, context(loaded))
+    P.QUERY.check(query, context(loaded))
+    return cache.key("explain", loaded.name, image_key, int(query), spec.family, full), full
 
 
 def explanation(image_key: str, query: int, method: str, params: dict, progress=None):

@@ -17,11 +17,12 @@ import numpy as np
 from core.methods.explanation import Progress
 from core.evaluation.faithfulness import STEPS, faithfulness
 from core.evaluation.metrics import box_iou
+from core.methods.integrated_gradients import DEFAULTS as IG_PARAMS_DEFAULTS
 from core.evaluation.sanity import _ranks
 
 METHODS = ("gradcam", "gradcam++", "ig", "attention", "relevance")
-# cheap Integrated Gradients when the person has chosen nothing: 32 steps at the model input
-IG_DEFAULTS = {"baseline": "blur", "steps": 32, "sigma": 8.0, "resolution": None}
+# the IG settings a comparison takes from the explanation card (the declared defaults otherwise)
+IG_DEFAULTS = {k: IG_PARAMS_DEFAULTS[k] for k in ("baseline", "steps", "sigma", "resolution")}
 NORMALISATIONS = {
     "minmax": "per-map min-max: lowest value 0, highest 1",
     "p99": "per-map 99th percentile: positive values over the map's 99th percentile (top 1% saturate)",

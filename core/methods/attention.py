@@ -6,8 +6,12 @@ from contextlib import contextmanager
 
 import torch
 
+from core import params as P
 from core.methods.explanation import Explanation, Progress
 from core.methods.targets import predicted_class
+
+PARAMS = (P.Param("decoder_layer", "int", -1, "Decoder layer whose cross-attention is shown (-1: the last).",
+                   label="Decoder layer", min=-1, max_from="max_decoder_layer"),)
 
 
 @contextmanager
@@ -57,7 +61,7 @@ def compute_attention(loaded, pixel_values: torch.Tensor, query: int, params: di
                       progress: Progress | None = None) -> dict[str, Explanation]:
     """Cross-attention of `query` over the image tokens in one decoder layer (default the last),
     heads averaged, on the backbone's feature grid. Rows are softmax weights: the map sums to 1."""
-    layer = int(params.get("layer", -1))
+    layer = int(params.get("decoder_layer", -1))
     with torch.no_grad():
         outputs, maps = forward_with_attentions(loaded, pixel_values)
     (h, w), cross = maps["grid"], maps["cross"][layer][0]  # [heads, queries, h*w]

@@ -14,8 +14,11 @@ from contextlib import contextmanager
 
 import torch
 
+from core import params as P
 from core.methods.explanation import Explanation, Progress
 from core.methods.targets import TARGETS, predicted_class, target_score
+
+PARAMS = (P.LAYER, P.TARGET)
 
 
 def _stages(model) -> list[tuple[str, torch.nn.Module]]:

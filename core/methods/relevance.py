@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from core import params as P
 from core.methods.attention import forward_with_attentions
 from core.methods.explanation import Explanation, Progress
 from core.methods.targets import predicted_class, target_score
+
+PARAMS = (P.TARGET,)
 
 
 def head_mean(A: torch.Tensor, dA: torch.Tensor) -> torch.Tensor:
