@@ -24,55 +24,24 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     settings = settings or Settings()
     settings.export()
     from app.background import make_manager
-    from callbacks import compare, detection, explain, uncertainty  # noqa: F401 - registers the callbacks
-    from components.uncertainty import GUIDE as UNCERTAINTY_GUIDE, uncertainty_controls, uncertainty_panel
+    from callbacks import detection, register_all
+    from callbacks.explain import control_options, families
     from components.compare import compare_panel
-    from core.evaluation.compare import NORMALISATIONS
     from components.explain import explain_controls, explain_panel
     from components.layout import page
-    from core.methods.baselines import BASELINES
+    from components.uncertainty import GUIDE as UNCERTAINTY_GUIDE, uncertainty_controls, uncertainty_panel
+    from core.evaluation.compare import NORMALISATIONS
+    from core.params import TARGET, UNCERTAINTY
 
     info = model_info()
     samples = detection.sample_list(info["is_demo"])
     app = dash.Dash(__name__, title="DETR Interpretability Dashboard", assets_folder=str(ROOT / "assets"),
-                    external_stylesheets=[BOOTSTRAP_URL], background_callback_manager=make_manager(
-                        settings.redis_url), suppress_callback_exceptions=False)
-    controls = [explain_controls(info["layers"], info["default_layer"], BASELINES),
-                uncertainty_controls(info["trained_dropout"])]
+                    background_callback_manager=make_manager(settings.redis_url),
+                    suppress_callback_exceptions=False)
+    controls = [explain_controls(families(), TARGET, control_options(info)),
+                uncertainty_controls(info["trained_dropout"], UNCERTAINTY)]
     app.layout = lambda: page(info, samples, controls=controls,
                               panels=[explain_panel(), uncertainty_panel(), compare_panel(NORMALISATIONS)],
                               extra_choices=UNCERTAINTY_GUIDE)
-    _give_callbacks(app)
-    _serve_bootstrap(app.server)
+    register_all(app, settings)
     return app
-
-
-_CALLBACK_MAP: dict = {}
-_CALLBACK_LIST: list = []
-
-
-def _give_callbacks(app: dash.Dash) -> None:
-    """Every `@callback` of callbacks/, for this app. dash moves those registrations into the first
-    app that serves a request (and its setup pops keys out of them), while the modules register
-    only once per process: without this, a second app in a process (each browser test makes one)
-    has no callbacks at all."""
-    from dash import _callback
-    _CALLBACK_MAP.update(_callback.GLOBAL_CALLBACK_MAP)
-    _CALLBACK_LIST.extend(_callback.GLOBAL_CALLBACK_LIST)
-    _callback.GLOBAL_CALLBACK_MAP.clear()
-    _callback.GLOBAL_CALLBACK_LIST.clear()
-    app.callback_map.update({k: {**v, "background": dict(v["background"])} if v.get("background") else dict(v)
-                             for k, v in _CALLBACK_MAP.items()})
-    app._callback_list.extend(dict(c) for c in _CALLBACK_LIST)
-
-
-BOOTSTRAP_URL = "/vendor/bootstrap.min.css"
-
-
-def _serve_bootstrap(server) -> None:
-    """Bootstrap's CSS from the installed bootstrap-flask wheel: the page needs no CDN (works offline)."""
-    import flask_bootstrap
-    from flask import send_from_directory
-    css_dir = Path(flask_bootstrap.__file__).parent / "static" / "bootstrap5" / "css"
-    server.add_url_rule(BOOTSTRAP_URL, "bootstrap_css",
-                        lambda: send_from_directory(css_dir, "bootstrap.min.css", max_age=86400))

@@ -1,12 +1,88 @@
-"""Batch subcommands beyond `serve` and `detect`: demo data and model, explanations, uncertainty."""
+"""The subcommands of `python -m app` (app/cli.py parses, these run): serve, detect, explain, compare,
+uncertainty, demo data and model. Parameter flags come from their declarations (core/params.py and
+each method's PARAMS): the same ranges and defaults as the page, refused with exit 2 out of range."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-EXIT_OK = 0
+EXIT_OK, EXIT_USAGE, EXIT_IMAGE, EXIT_MODEL = 0, 2, 3, 4
+
+
+def _load(args):
+    """The model for a batch command; falls back to the demo (one line on stderr) unless --no-fallback."""
+    from core import service
+    from core.models.loading import ModelUnavailable, load_model, load_model_or_demo
+    try:
+        loaded = (load_model if args.no_fallback else load_model_or_demo)(args.model, args.device)
+    except ModelUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_MODEL)
+    except OSError as err:
+        print(f"error: model '{args.model}' could not be loaded: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_MODEL)
+    if loaded.fallback_reason:
+        print(f"notice: {loaded.fallback_reason}", file=sys.stderr)
+    service.use_model(loaded)
+    return loaded
+
+
+def _images(paths):
+    """(path, image or None, error or None) for each path; unusable ones say why on stderr."""
+    from core.images import ImageError, decode_image
+    for path in paths:
+        try:
+            yield path, decode_image(Path(path).read_bytes()), None
+        except (ImageError, OSError) as err:
+            message = str(err) if isinstance(err, ImageError) else f"cannot read file: {err.strerror or err}"
+            print(f"error: {path}: {message}", file=sys.stderr)
+            yield path, None, message
+
+
+def _checked(params, values: dict, context: dict | None = None):
+    """Declared parameters validated (core.params.validate), or the exit code after one line on stderr."""
+    from core.params import ParamError, validate
+    try:
+        return validate(params, {k: v for k, v in values.items() if v is not None}, context)
+    except ParamError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_serve(args) -> int:
+    from app import create_app
+    from app.settings import Settings
+    settings = Settings(model=args.model, device=args.device, host=args.host, port=args.port, debug=args.debug)
+    app = create_app(settings)
+    app.run(host=settings.host, port=settings.port, debug=settings.debug)
+    return EXIT_OK
+
+
+def cmd_detect(args) -> int:
+    from core.models.detection import above, detect
+    from core.params import THRESHOLD
+    checked = _checked([THRESHOLD], {"threshold": args.threshold})
+    if checked == EXIT_USAGE:
+        return EXIT_USAGE
+    loaded = _load(args)
+    status = EXIT_OK
+    for path, image, error in _images(args.images):
+        if image is None:
+            status = EXIT_IMAGE
+            if args.json:
+                print(json.dumps({"image": path, "error": error}))
+            continue
+        dets = above(detect(loaded, image), checked["threshold"])
+        if args.json:
+            print(json.dumps({"image": path, "width": image.width, "height": image.height, "detections": dets}))
+        else:
+            print(f"{path} ({image.width}x{image.height}): {len(dets)} detections")
+            for d in dets:
+                print(f"  {d['index']:3d}: {d['label']:<16} {d['score']:.3f}  [{', '.join(f'{v:.1f}' for v in d['box'])}]")
+    return status
 
 
 def cmd_scenes(args) -> int:
@@ -30,7 +106,6 @@ def cmd_train_demo(args) -> int:
 
 def cmd_evaluate_demo(args) -> int:
     import torch
-    from app.cli import _load
     from core.models.detection import detect
     from core.evaluation.metrics import COCO_IOUS, average_precision, mean_average_precision
     from core.demo.scenes import CLASSES, make_scene
@@ -55,7 +130,6 @@ def cmd_evaluate_demo(args) -> int:
 
 def _image_and_query(args):
     """(model, path, image) for a one-image, one-detection command, or the exit code to return."""
-    from app.cli import EXIT_IMAGE, EXIT_USAGE, _images, _load
     loaded = _load(args)
     [(path, image, _error)] = list(_images([args.image]))
     if image is None:
@@ -66,33 +140,26 @@ def _image_and_query(args):
     return loaded, path, image
 
 
-def _steps(value: str):
-    return value if value == "auto" else int(value)
-
-
-def _explain_params(args) -> dict:
-    params = {"target": args.target}
-    if args.layer:
-        params["layer"] = args.layer
-    if args.method == "ig":
-        params.update(baseline=args.baseline, sigma=args.sigma, seed=args.seed, resolution=args.resolution,
-                      steps=args.steps)
-    return params
+def _method_params(args, method) -> dict:
+    """The flags of `method`'s declared parameters that were given (the rest take their defaults)."""
+    return {p.name: getattr(args, p.name, None) for p in method.params}
 
 
 def cmd_explain(args) -> int:
     """One method's map for one detection: --raw writes the unnormalised map, --png an overlay."""
     import numpy as np
-    from app.cli import EXIT_USAGE
-    from core.methods.registry import METHODS
+    from core.methods.registry import METHODS, context
     found = _image_and_query(args)
     if isinstance(found, int):
         return found
     loaded, path, image = found
+    method = METHODS[args.method]
+    params = _checked(method.params, _method_params(args, method), context(loaded))
+    if params == EXIT_USAGE:
+        return EXIT_USAGE
     try:
-        result = METHODS[args.method].compute(loaded, loaded.pixel_values(image), args.query,
-                                              {**METHODS[args.method].defaults, **_explain_params(args)})
-    except ValueError as err:  # an unknown layer or target: the message lists the choices
+        result = method.compute(loaded, loaded.pixel_values(image), args.query, params)
+    except ValueError as err:  # e.g. a layer that runs twice in one forward: the message says why
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     explanation = result[args.method]
@@ -102,7 +169,7 @@ def cmd_explain(args) -> int:
     if args.png:
         from components.heatmaps import colorize, resize_map, value_range
         from PIL import Image
-        signed = args.method == "ig"
+        signed = bool(heatmap.min() < 0)
         zmin, zmax = value_range(heatmap, signed)
         scale = "RdBu_r" if signed else "Jet"
         colours = colorize(resize_map(heatmap, image.width, image.height), scale, zmin, zmax)
@@ -123,16 +190,22 @@ def _num(value) -> str:
 
 def cmd_compare(args) -> int:
     """Every method for one detection, scored (deletion / insertion AUC, pointing game) and ranked."""
-    from app.cli import EXIT_USAGE
     from core.evaluation.compare import compare, default_methods, summary
+    from core.methods.registry import METHODS, context
     found = _image_and_query(args)
     if isinstance(found, int):
         return found
     loaded, path, image = found
     ig = {"baseline": args.baseline, "steps": args.steps, "sigma": args.sigma, "resolution": args.resolution}
+    methods = default_methods({k: v for k, v in ig.items() if v is not None}, args.layer)
+    for name, values in methods.items():
+        checked = _checked(METHODS[name].params, values, context(loaded))
+        if checked == EXIT_USAGE:
+            return EXIT_USAGE
+        methods[name] = checked
     try:
-        result = compare(loaded, loaded.pixel_values(image), args.query, default_methods(ig, args.layer))
-    except ValueError as err:  # an unknown layer: the message lists the choices
+        result = compare(loaded, loaded.pixel_values(image), args.query, methods)
+    except ValueError as err:  # e.g. a layer that runs twice in one forward: the message says why
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     report = {"image": path, **summary(result)}
@@ -150,15 +223,14 @@ def cmd_compare(args) -> int:
 
 def cmd_uncertainty(args) -> int:
     """MC-Dropout statistics of the detections at --threshold (same indices as `detect`)."""
-    from app.cli import EXIT_IMAGE, EXIT_USAGE, _images, _load
     from core.models.detection import above, detect
-    from core.models.mc_dropout import MAX_P, MAX_SAMPLES, mc_dropout
-    if not 1 <= args.samples <= MAX_SAMPLES:
-        print(f"error: --samples must be 1..{MAX_SAMPLES}, got {args.samples}", file=sys.stderr)
+    from core.models.mc_dropout import mc_dropout
+    from core.params import THRESHOLD, UNCERTAINTY
+    checked = _checked((*UNCERTAINTY, THRESHOLD), {p.name: getattr(args, p.name) for p in (*UNCERTAINTY, THRESHOLD)})
+    if checked == EXIT_USAGE:
         return EXIT_USAGE
-    if args.dropout is not None and not 0 <= args.dropout <= MAX_P:
-        print(f"error: --dropout must be 0..{MAX_P}, got {args.dropout}", file=sys.stderr)
-        return EXIT_USAGE
+    args.samples, args.dropout, args.seed, args.threshold = (checked[k] for k in ("samples", "dropout", "seed",
+                                                                                 "threshold"))
     loaded = _load(args)
     [(path, image, error)] = list(_images([args.image]))
     if image is None:
@@ -185,8 +257,35 @@ def cmd_uncertainty(args) -> int:
     return EXIT_OK
 
 
-def add_all(sub, common) -> None:
+def _common(p) -> None:
+    from core.models.loading import DEFAULT_MODEL
+    p.add_argument("--model", default=os.environ.get("DETR_MODEL", DEFAULT_MODEL),
+                   help="hub id, save_pretrained directory, or 'demo' (default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    p.add_argument("--no-fallback", action="store_true", help="exit 4 instead of falling back to the demo model")
+
+
+def add_all(sub) -> None:
+    from core import params as P
     from core.demo.scenes import SCENE_SIZE
+    from core.methods.registry import METHODS
+    from core.models.loading import DEFAULT_MODEL
+
+    p = sub.add_parser("serve", help="start the dashboard (the default)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--model", default=os.environ.get("DETR_MODEL", DEFAULT_MODEL))
+    p.add_argument("--device", default=None)
+    p.add_argument("--debug", action="store_true", help="Dash debug mode (off unless asked for)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("detect", help="print the detections of images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    _common(p)
+    P.add_arguments(p, [P.THRESHOLD])
+    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    p.set_defaults(func=cmd_detect)
+
     p = sub.add_parser("scenes", help="write procedural demo scenes with ground truth")
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--seed", type=int, default=1_000_000)
@@ -208,48 +307,36 @@ def add_all(sub, common) -> None:
 
     p = sub.add_parser("explain", help="explain one detection with one method")
     p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--query", type=int, required=True, help="the detection's DETR query slot (its index)")
-    p.add_argument("--method", required=True, choices=["gradcam", "gradcam++", "ig", "attention", "relevance"])
-    p.add_argument("--layer", default=None, help="Grad-CAM: module name as in model.named_modules()")
-    p.add_argument("--target", default="class", choices=["class", "cx", "cy", "w", "h"])
-    p.add_argument("--baseline", default="black", choices=["black", "blur", "uniform", "gaussian", "mean", "expected"])
-    p.add_argument("--steps", default=50, type=_steps, help="IG steps, or 'auto'")
-    p.add_argument("--sigma", type=float, default=8.0, help="IG blurred baseline sigma (px)")
-    p.add_argument("--seed", type=int, default=0, help="IG noise baselines")
-    p.add_argument("--resolution", type=int, default=None, help="IG input short side (px); default: model input")
+    p.add_argument("--query", type=int, required=True, help="the detection's query slot (its index)")
+    p.add_argument("--method", required=True, choices=list(METHODS))
+    seen: set = set()
+    for method in METHODS.values():  # each declared parameter once; a method reads only its own
+        P.add_arguments(p, method.params, seen)
     p.add_argument("--raw", help="write the unnormalised map as .npy")
     p.add_argument("--png", help="write the map over the image as PNG")
     p.add_argument("--json", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("uncertainty", help="MC-Dropout uncertainty of the detections of one image")
     p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--samples", type=int, default=30, help="stochastic forward passes, 1..100")
-    p.add_argument("--dropout", type=float, default=None, help="dropout probability 0..0.9 (default: trained rate)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the dropout masks")
-    p.add_argument("--threshold", type=float, default=0.7, help="detections shown: deterministic score >= this")
+    P.add_arguments(p, [*P.UNCERTAINTY, P.THRESHOLD])
     p.add_argument("--json", action="store_true", help="one JSON object")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_uncertainty)
 
-    from core.evaluation.compare import IG_DEFAULTS
     p = sub.add_parser("compare", help="every method for one detection, scored and ranked")
     p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--query", type=int, required=True, help="the detection's DETR query slot (its index)")
-    p.add_argument("--layer", default=None, help="Grad-CAM: module name as in model.named_modules()")
-    p.add_argument("--baseline", default=IG_DEFAULTS["baseline"],
-                   choices=["black", "blur", "uniform", "gaussian", "mean", "expected"])
-    p.add_argument("--steps", default=IG_DEFAULTS["steps"], type=_steps, help="IG steps, or 'auto'")
-    p.add_argument("--sigma", type=float, default=IG_DEFAULTS["sigma"], help="IG blurred baseline sigma (px)")
-    p.add_argument("--resolution", type=int, default=None, help="IG input short side (px); default: model input")
+    p.add_argument("--query", type=int, required=True, help="the detection's query slot (its index)")
+    ig = METHODS["ig"].params
+    P.add_arguments(p, [P.LAYER, *(q for q in ig if q.name in ("baseline", "steps", "sigma", "resolution"))])
     p.add_argument("--json", action="store_true", help="the scores table as one JSON object")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("evaluate-demo", help="mAP of a model on held-out generated scenes")
     p.add_argument("--scenes", type=int, default=500)
     p.add_argument("--seed", type=int, default=1_000_000, help="first held-out seed (training uses seeds < 1e6)")
     p.add_argument("--json", action="store_true")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_evaluate_demo, model="demo")

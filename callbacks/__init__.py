@@ -1,4 +1,14 @@
-"""Thin Dash callbacks: read inputs, call core/, hand results to components/."""
+"""Thin Dash callbacks: read inputs, call core/, hand results to components/.
+
+Each module exposes `register(app)`, which wires its functions with the public `app.callback`;
+`register_all(app)` is what create_app (and a Celery worker, to name the same tasks) calls.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+
+log = logging.getLogger("detr.callbacks")
 
 # How often the browser polls a background job (dash's default is 1 s): a job answered from the
 # cache reaches the page at the first poll, and progress bars move at this rate. A poll of a
@@ -6,6 +16,12 @@
 POLL_MS = 250
 
 HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
+
+
+def register_all(app, settings) -> None:
+    from callbacks import compare, detection, explain, uncertainty
+    for module in (detection, explain, compare, uncertainty):
+        module.register(app, settings)
 
 
 def job_options(button: str, cancel: str, progress: str) -> dict:
@@ -18,3 +34,32 @@ def job_options(button: str, cancel: str, progress: str) -> dict:
                          (Output(progress, "style"), SHOWN, HIDDEN)],
                 progress=[Output(progress, "value"), Output(progress, "max"), Output(progress, "label")],
                 cancel=[Input(cancel, "n_clicks")])
+
+
+def failed(what: str, err: BaseException) -> str:
+    """Log a failure with its traceback under a short error id; the sentence the person sees."""
+    error_id = secrets.token_hex(4)
+    log.error("%s failed [error %s]", what, error_id, exc_info=err)
+    return f"{what} failed (error id {error_id}). Try again; if it keeps failing, give the operator this id."
+
+
+def run_job(what: str, ref: dict, work, set_progress=None) -> dict:
+    """The body every model job shares: job-process setup, a first progress tick, the work, and any
+    failure turned into {"error": sentence} for the card (the rest of the page keeps working).
+    A core.params.ParamError (a value out of its declared range) is the person's to fix: its own
+    sentence, not logged as a failure. `work()` returns fields to add to the reference (or None);
+    `what` names the job in the sentence ("The explanation")."""
+    from core import cache, service
+    from core.params import ParamError
+    service.job_process_setup()
+    if set_progress:
+        set_progress((0, 1, "starting"))
+    try:
+        return {**ref, **(work() or {})}
+    except ParamError as err:
+        log.info("refused: %s", err)
+        return {**ref, "error": str(err)}
+    except cache.ResultUnavailable:  # the web process' probe for a cached answer (app/background.py)
+        raise
+    except Exception as err:  # noqa: BLE001 - shown in the card; the rest of the page keeps working
+        return {**ref, "error": failed(what, err)}

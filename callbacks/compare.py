@@ -5,24 +5,21 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
-from callbacks import HIDDEN, SHOWN, job_options
+from callbacks import HIDDEN, SHOWN, job_options, run_job
 from components import ids
 from components.compare import (export_png, fmt, hover_grid, overlay, panel, panel_figure, ranking_rows,
-                                sanity_figure, score_line)
+                                   sanity_figure, score_line)
 from core import service
 from core.evaluation.compare import IG_DEFAULTS, METHODS, default_methods, jsonable, match_truth, normalise, summary
 from core.models.detection import option_label
 from core.methods.registry import METHODS as REGISTRY
 
-IG_FIELDS = {ids.IG_BASELINE: "baseline", ids.IG_STEPS: "steps", ids.IG_SIGMA: "sigma",
-             ids.IG_RESOLUTION: "resolution"}
+IG_FIELDS = {ids.param_id("ig", name): name for name in IG_DEFAULTS}
 LABELS = {name: REGISTRY[name].label for name in METHODS}
 
 
-@callback(Output(ids.COMPARE_IG_CHOSEN, "data"), *[Input(i, "value") for i in IG_FIELDS],
-          State(ids.COMPARE_IG_CHOSEN, "data"), prevent_initial_call=True)
 def remember_ig_choice(*args):
     """Which IG controls the person has set (the others take the comparison's cheap defaults)."""
     return sorted(set(args[-1] or []) | {IG_FIELDS[ctx.triggered_id]})
@@ -30,8 +27,7 @@ def remember_ig_choice(*args):
 
 def ig_params(chosen, baseline, sigma, steps, resolution) -> dict:
     """The explanation card's IG values where the person chose them, IG_DEFAULTS elsewhere."""
-    card = {"baseline": baseline, "sigma": float(sigma or 8), "steps": steps,
-            "resolution": int(resolution) if resolution else None}
+    card = {"baseline": baseline, "sigma": sigma, "steps": steps, "resolution": resolution or None}
     return {k: (card[k] if k in (chosen or []) else v) for k, v in IG_DEFAULTS.items()}
 
 
@@ -48,31 +44,26 @@ def _progress(set_progress):
 
 
 JOB_STATES = [State(ids.PICKER, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
-              State(ids.CAM_LAYER, "value"), State(ids.COMPARE_IG_CHOSEN, "data"), State(ids.IG_BASELINE, "value"),
-              State(ids.IG_SIGMA, "value"), State(ids.IG_STEPS, "value"), State(ids.IG_RESOLUTION, "value")]
+                 State(ids.CAM_LAYER, "value"), State(ids.COMPARE_IG_CHOSEN, "data"),
+                 *[State(ids.param_id("ig", name), "value") for name in ("baseline", "sigma", "steps", "resolution")]]
 
 
-@callback(Output(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE, "n_clicks"), *JOB_STATES,
-          **job_options(ids.COMPARE, ids.COMPARE_CANCEL, ids.COMPARE_PROGRESS))
 def run_comparison(set_progress, _clicks, query, image, detections, layer, chosen, baseline, sigma, steps,
-                   resolution):
+                      resolution):
     """Job process: every method (cached per family) and its scores; returns a reference only.
     On generated scenes the detection is also scored against the true box of its label with best IoU."""
     if query is None or not image:
         return no_update
-    service.job_process_setup()
     det = _detection(detections, query)
     truth = match_truth(det["box"], det["label"], image.get("truth")) if det else None
     methods = methods_for(layer, chosen, baseline, sigma, steps, resolution)
     ref = {"image_id": image["image_id"], "query": query, "methods": methods,
            "gt_box": truth["box"] if truth else None, "truth_iou": truth["iou"] if truth else None,
            "ig_chosen": sorted(chosen or [])}
-    set_progress((0, 1, "starting"))
-    try:
+
+    def work():
         service.comparison(image["image_id"], query, methods, ref["gt_box"], _progress(set_progress))
-    except Exception as err:  # noqa: BLE001 - shown in the card; the rest of the page keeps working
-        return {**ref, "error": f"{type(err).__name__}: {err}"}
-    return ref
+    return run_job("The comparison", ref, work, set_progress)
 
 
 def _comparison(ref, image):
@@ -80,7 +71,7 @@ def _comparison(ref, image):
     if not ref or not image or ref.get("image_id") != image["image_id"]:
         return None, "Pick a detection, then press Compare."
     if ref.get("error"):
-        return None, html.Div(f"The comparison failed: {ref['error']}. Try again.", className="text-danger")
+        return None, html.Div(ref["error"], className="text-danger")
     found = service.cached_comparison(ref["image_id"], ref["query"], ref["methods"], ref["gt_box"])
     return found, None if found else "Press Compare to compute the comparison."
 
@@ -101,10 +92,6 @@ def normalised_maps(result: dict, how: str) -> dict[str, np.ndarray]:
     return {n: normalise(m["heatmap"], how) for n, m in result["methods"].items()}
 
 
-@callback(Output(ids.COMPARE_GRID, "children"), Output(ids.COMPARE_TABLE, "data"),
-          Output(ids.COMPARE_TABLE_GROUP, "style"), Output(ids.COMPARE_INFO, "children"),
-          Input(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE_NORM, "value"), Input(ids.PICKER, "value"),
-          State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"), prevent_initial_call=True)
 def draw_comparison(ref, how, picked, image, detections):
     """Web process, no model: switching the normalisation only redraws."""
     result, message = _comparison(ref, image)
@@ -119,7 +106,7 @@ def draw_comparison(ref, how, picked, image, detections):
     for k, name in enumerate(names):
         m = result["methods"][name]
         fig = panel_figure(overlay(picture, maps[name]), image["width"], image["height"], k,
-                           [LABELS[n] for n in names], grid, det["box"] if det else None, ref["gt_box"])
+                              [LABELS[n] for n in names], grid, det["box"] if det else None, ref["gt_box"])
         lines = [score_line(m["scores"])] + ([ig_note(ref, m["info"])] if name == "ig" else [])
         cells.append(panel(LABELS[name], fig, lines, {"type": ids.COMPARE_PANEL, "method": name}))
     scores = {n: m["scores"] for n, m in result["methods"].items()}
@@ -131,21 +118,16 @@ def draw_comparison(ref, how, picked, image, detections):
     return cells, ranking_rows(result["ranking"], scores, LABELS), SHOWN, info
 
 
-@callback(Output(ids.SANITY_RESULT, "data"), Input(ids.SANITY, "n_clicks"), *JOB_STATES,
-          **job_options(ids.SANITY, ids.SANITY_CANCEL, ids.SANITY_PROGRESS))
 def run_sanity(set_progress, _clicks, query, image, _detections, layer, chosen, baseline, sigma, steps, resolution):
     """Job process: cascading randomisation on a copy of the model, every method's map each step."""
     if query is None or not image:
         return no_update
-    service.job_process_setup()
     methods = methods_for(layer, chosen, baseline, sigma, steps, resolution)
     ref = {"image_id": image["image_id"], "query": query, "methods": methods}
-    set_progress((0, 1, "starting"))
-    try:
+
+    def work():
         service.sanity(image["image_id"], query, methods, _progress(set_progress))
-    except Exception as err:  # noqa: BLE001
-        return {**ref, "error": f"{type(err).__name__}: {err}"}
-    return ref
+    return run_job("The sanity check", ref, work, set_progress)
 
 
 def _sanity(ref, image, picked):
@@ -154,12 +136,9 @@ def _sanity(ref, image, picked):
     return None if ref.get("error") else service.cached_sanity(ref["image_id"], ref["query"], ref["methods"])
 
 
-@callback(Output(ids.SANITY_FIGURE, "figure"), Output(ids.SANITY_FIGURE, "style"), Output(ids.SANITY_INFO, "children"),
-          Input(ids.SANITY_RESULT, "data"), Input(ids.PICKER, "value"), State(ids.IMAGE_STORE, "data"),
-          prevent_initial_call=True)
 def draw_sanity(ref, picked, image):
     if ref and ref.get("error"):
-        return no_update, HIDDEN, html.Div(f"The sanity check failed: {ref['error']}.", className="text-danger")
+        return no_update, HIDDEN, html.Div(ref["error"], className="text-danger")
     result = _sanity(ref, image, picked)
     if result is None:
         return no_update, HIDDEN, ""
@@ -174,9 +153,6 @@ def draw_sanity(ref, picked, image):
             html.Div(head, className="text-danger" if flagged else "text-success"))
 
 
-@callback(Output(ids.COMPARE_DOWNLOAD_PNG, "data"), Input(ids.COMPARE_EXPORT_PNG, "n_clicks"),
-          State(ids.COMPARE_RESULT, "data"), State(ids.COMPARE_NORM, "value"), State(ids.IMAGE_STORE, "data"),
-          State(ids.DETECTIONS_STORE, "data"), prevent_initial_call=True)
 def download_png(_clicks, ref, how, image, detections):
     result, _ = _comparison(ref, image)
     if result is None:
@@ -196,26 +172,23 @@ def comparison_png(result: dict, ref: dict, how: str, image: dict, detections) -
         draw = ImageDraw.Draw(tile)
         for box, colour in ((ref["gt_box"], "white"), (det["box"] if det else None, "#ff00ff")):
             if box:
-                draw.rectangle([v * scale for v in box], outline=colour, width=2)
+                   draw.rectangle([v * scale for v in box], outline=colour, width=2)
         s = result["methods"][name]["scores"]
         lines = [f"deletion AUC {fmt(s['deletion_auc'])} (lower better)",
-                 f"insertion AUC {fmt(s['insertion_auc'])} (higher better)",
-                 f"pointing game {fmt(s['pointing_game'])}" + (f", truth {fmt(s['pointing_game_gt'])}"
-                                                                 if "pointing_game_gt" in s else "")]
+                    f"insertion AUC {fmt(s['insertion_auc'])} (higher better)",
+                    f"pointing game {fmt(s['pointing_game'])}" + (f", truth {fmt(s['pointing_game_gt'])}"
+                                                                    if "pointing_game_gt" in s else "")]
         cells.append((LABELS[name], tile, lines))
     title = f"{option_label(det) if det else 'query ' + str(ref['query'])} - normalisation: {how}"
     return export_png(cells, title)
 
 
-@callback(Output(ids.COMPARE_DOWNLOAD_JSON, "data"), Input(ids.COMPARE_EXPORT_JSON, "n_clicks"),
-          State(ids.COMPARE_RESULT, "data"), State(ids.SANITY_RESULT, "data"), State(ids.IMAGE_STORE, "data"),
-          prevent_initial_call=True)
 def download_json(_clicks, ref, sanity_ref, image):
     result, _ = _comparison(ref, image)
     if result is None:
         return no_update
     return dict(content=comparison_json(result, ref, image, _sanity(sanity_ref, image, ref["query"])),
-                filename="comparison.json")
+                   filename="comparison.json")
 
 
 def comparison_json(result: dict, ref: dict, image: dict, sanity: dict | None) -> str:
@@ -223,6 +196,28 @@ def comparison_json(result: dict, ref: dict, image: dict, sanity: dict | None) -
            "truth_iou": ref.get("truth_iou")}
     if sanity:
         out["sanity"] = {"steps": sanity["steps"], "threshold": sanity["threshold"], "flag_after": sanity["flag_after"],
-                         "methods": {n: {"rho": m["rho"], "flagged": m["flagged"]}
-                                     for n, m in sanity["methods"].items()}}
+                            "methods": {n: {"rho": m["rho"], "flagged": m["flagged"]}
+                                        for n, m in sanity["methods"].items()}}
     return json.dumps(jsonable(out), indent=1, default=str)
+
+
+def register(app, settings) -> None:
+    app.callback(Output(ids.COMPARE_IG_CHOSEN, "data"), *[Input(i, "value") for i in IG_FIELDS],
+                 State(ids.COMPARE_IG_CHOSEN, "data"), prevent_initial_call=True)(remember_ig_choice)
+    app.callback(Output(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE, "n_clicks"), *JOB_STATES,
+                 **job_options(ids.COMPARE, ids.COMPARE_CANCEL, ids.COMPARE_PROGRESS))(run_comparison)
+    app.callback(Output(ids.COMPARE_GRID, "children"), Output(ids.COMPARE_TABLE, "rowData"),
+                 Output(ids.COMPARE_TABLE_GROUP, "style"), Output(ids.COMPARE_INFO, "children"),
+                 Input(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE_NORM, "value"), Input(ids.PICKER, "value"),
+                 State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"), prevent_initial_call=True)(draw_comparison)
+    app.callback(Output(ids.SANITY_RESULT, "data"), Input(ids.SANITY, "n_clicks"), *JOB_STATES,
+                 **job_options(ids.SANITY, ids.SANITY_CANCEL, ids.SANITY_PROGRESS))(run_sanity)
+    app.callback(Output(ids.SANITY_FIGURE, "figure"), Output(ids.SANITY_FIGURE, "style"), Output(ids.SANITY_INFO, "children"),
+                 Input(ids.SANITY_RESULT, "data"), Input(ids.PICKER, "value"), State(ids.IMAGE_STORE, "data"),
+                 prevent_initial_call=True)(draw_sanity)
+    app.callback(Output(ids.COMPARE_DOWNLOAD_PNG, "data"), Input(ids.COMPARE_EXPORT_PNG, "n_clicks"),
+                 State(ids.COMPARE_RESULT, "data"), State(ids.COMPARE_NORM, "value"), State(ids.IMAGE_STORE, "data"),
+                 State(ids.DETECTIONS_STORE, "data"), prevent_initial_call=True)(download_png)
+    app.callback(Output(ids.COMPARE_DOWNLOAD_JSON, "data"), Input(ids.COMPARE_EXPORT_JSON, "n_clicks"),
+                 State(ids.COMPARE_RESULT, "data"), State(ids.SANITY_RESULT, "data"), State(ids.IMAGE_STORE, "data"),
+                 prevent_initial_call=True)(download_json)

@@ -1,58 +1,73 @@
-"""Explanation jobs (background: progress and cancel) and their figures (drawn from the cache)."""
+"""Explanation jobs (background: progress and cancel) and their figures (drawn from the cache).
+
+The card is generated from the method registry: one entry per family, its variants, one control
+per declared parameter. A new method (one core/methods/ module + one registry line) appears here
+with its controls, validation and job without any edit in callbacks/ or components/.
+"""
 from __future__ import annotations
 
 import numpy as np
-from dash import Input, Output, State, callback, ctx, html, no_update
+from dash import Input, Output, State, ctx, html, no_update
 
-from callbacks import HIDDEN, SHOWN, job_options
+from callbacks import HIDDEN, SHOWN, job_options, run_job
 from components import ids
 from components.heatmaps import add_heatmap
-from core import service
+from core import params as P, service
 from core.models.detection import option_label
 
-QUICK = ("cam", "attention", "relevance")  # explained as soon as a detection is picked
+FAMILY_LABELS = {"cam": "Grad-CAM family"}  # families of several methods; others take their method's label
 
 
-def registry_method(method: str, variant: str) -> str:
-    return variant if method == "cam" else method
+def families() -> list[dict]:
+    """The registry as the card shows it: per family (registry order) its label, variants
+    (name, label, tooltip), default variant, declared parameters (the shared target aside) and
+    whether picking a detection runs it at once (cheap methods)."""
+    from core.methods import gradcam
+    from core.methods.registry import METHODS
+    tips = getattr(gradcam, "VARIANTS", {})
+    out: dict[str, dict] = {}
+    for m in METHODS.values():
+        f = out.setdefault(m.family, {
+            "family": m.family, "label": FAMILY_LABELS.get(m.family, m.label), "methods": [], "default": m.name,
+            "params": [p for p in m.params if p.name != P.TARGET.name], "quick": m.quick, "help": m.help,
+            "target": any(p.name == P.TARGET.name for p in m.params)})
+        f["methods"].append((m.name, m.label, tips.get(m.name, ("", ""))[1] if m.name in tips else ""))
+    if "cam" in out:
+        out["cam"]["default"] = getattr(gradcam, "DEFAULT_VARIANT", out["cam"]["default"])
+    return list(out.values())
 
 
-def params_for(method, layer, target, baseline, sigma, steps, resolution) -> dict:
-    if method == "cam":
-        return {"layer": layer, "target": target}
-    if method == "ig":
-        return {"baseline": baseline, "sigma": float(sigma or 8), "steps": steps, "target": target,
-                "resolution": int(resolution) if resolution else None}
-    return {"target": target}
+def control_options(info: dict) -> dict[str, list[tuple]]:
+    """Choices that depend on the loaded model, or that carry labels: control id -> (value, label)."""
+    from core.methods.baselines import BASELINES
+    return {ids.CAM_LAYER: [tuple(layer) for layer in info["layers"]],
+            ids.param_id("ig", "baseline"): [(name, label) for name, (label, _) in BASELINES.items()]}
 
 
-@callback(Output(ids.CAM_GROUP, "style"), Output(ids.IG_GROUP, "style"), Input(ids.METHOD, "value"))
-def show_method_controls(method):
-    return SHOWN if method == "cam" else HIDDEN, SHOWN if method == "ig" else HIDDEN
+def params_for(family: dict, values: dict, target) -> dict:
+    """The request's parameters for one family: its declared names only (validated by the service)."""
+    params = {p.name: values.get(ids.param_id(family["family"], p.name)) for p in family["params"]}
+    if target is not None:
+        params[P.TARGET.name] = target
+    return {k: v for k, v in params.items() if v is not None}
 
 
-@callback(Output(ids.EXPLAIN_RESULT, "data"),
-          Input(ids.EXPLAIN, "n_clicks"), Input(ids.PICKER, "value"),
-          State(ids.METHOD, "value"), State(ids.CAM_VARIANT, "value"), State(ids.CAM_LAYER, "value"),
-          State(ids.TARGET, "value"), State(ids.IG_BASELINE, "value"), State(ids.IG_SIGMA, "value"),
-          State(ids.IG_STEPS, "value"), State(ids.IG_RESOLUTION, "value"), State(ids.IMAGE_STORE, "data"),
-          **job_options(ids.EXPLAIN, ids.EXPLAIN_CANCEL, ids.EXPLAIN_PROGRESS))
-def run_explanation(set_progress, _clicks, query, method, variant, layer, target, baseline, sigma, steps,
-                    resolution, image):
-    """Runs in a job process; hands back only a reference: the maps stay in the server-side cache."""
-    if query is None or not image or (ctx.triggered_id == ids.PICKER and method not in QUICK):
+def run_explanation(set_progress, _clicks, query, family_name, variants, values, target, image, fams):
+    """Runs in a job process; hands back only a reference: the maps stay in the server-side cache.
+    Out-of-range or forged values are refused by the service's validation before any model run."""
+    family = next((f for f in fams if f["family"] == family_name), None)
+    if query is None or not image or family is None or (ctx.triggered_id == ids.PICKER and not family["quick"]):
         return no_update
-    service.job_process_setup()
-    name = registry_method(method, variant)
-    params = params_for(method, layer, target, baseline, sigma, steps, resolution)
-    set_progress((0, 1, "starting"))
-    try:
-        explanation = service.explanation(image["image_id"], query, name, params,
-                                          progress=lambda done, total: set_progress((done, total, f"{done}/{total}")))
-    except Exception as err:  # noqa: BLE001 - shown in the card; the rest of the page keeps working
-        return {"error": f"{type(err).__name__}: {err}", "query": query, "method": name}
-    return {"image_id": image["image_id"], "query": query, "method": name, "family": method, "params": params,
-            "info": _jsonable(explanation.info)}
+    names = [name for name, _, _ in family["methods"]]
+    name = variants.get(family_name) if variants.get(family_name) in names else family["default"]
+    params = params_for(family, values, target if family["target"] else None)
+    ref = {"image_id": image["image_id"], "query": query, "method": name, "family": family_name, "params": params}
+
+    def work():
+        explanation = service.explanation(image["image_id"], query, name, params, progress=lambda done, total:
+                                          set_progress((done, total, f"{done}/{total}")))
+        return {"info": _jsonable(explanation.info)}
+    return run_job("The explanation", ref, work, set_progress)
 
 
 def _jsonable(info: dict) -> dict:
@@ -61,12 +76,12 @@ def _jsonable(info: dict) -> dict:
 
 
 def describe(method: str, info: dict) -> list:
-    """What a person needs to read the map, in words."""
+    """What a person needs to read the map, in words (from the facts the method put in its info)."""
     lines = []
-    if method in ("gradcam", "gradcam++"):
+    if "layer_label" in info or ("layer" in info and "target" in info and "baseline" not in info):
         lines.append(f"Layer: {info.get('layer_label', info.get('layer'))}. Target: {info.get('target')} "
                      f"= {info.get('target_value', float('nan')):.4g}.")
-    if method == "ig":
+    if "baseline" in info:
         rel = info.get("relative_delta")
         steps = info.get("steps") or info.get("samples")
         lines.append(f"Baseline: {info.get('baseline')}; {steps} {'steps' if info.get('steps') else 'samples'}; "
@@ -81,36 +96,34 @@ def describe(method: str, info: dict) -> list:
         if "steps_tried" in info:
             lines.append("Auto steps tried: " + ", ".join(
                 f"{t['steps']} -> {100 * (t['relative_delta'] or 0):.1f}%" for t in info["steps_tried"]) + ".")
-    if method in ("attention", "relevance"):
-        grid = info.get("grid") or info.get("shape")
-        lines.append(f"Feature grid: {grid}." if grid else "")
+    if "grid" in info:
+        lines.append(f"Feature grid: {info['grid']}.")
+    if info.get("summary"):
+        lines.append(info["summary"])
     return [html.Div(line) for line in lines if line]
 
 
-@callback(Output(ids.EXPLAIN_FIGURE, "figure"), Output(ids.EXPLAIN_FIGURE, "style"),
-          Output(ids.EXPLAIN_INFO, "children"),
-          Input(ids.EXPLAIN_RESULT, "data"), Input(ids.CAM_VARIANT, "value"), Input(ids.OPACITY, "value"),
-          Input(ids.IG_ABSOLUTE, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
-          prevent_initial_call=True)
 def draw_explanation(result, variant, opacity, absolute, image, detections):
-    """Web process, no model: the map comes from the cache (switching the CAM variant is a lookup)."""
+    """Web process, no model: the map comes from the cache (switching a variant is a lookup)."""
     from callbacks.detection import detection_figure
+    from core.methods.registry import METHODS
     if not result:
         return no_update, HIDDEN, "Pick a detection, then press Explain."
     if result.get("error"):
-        return no_update, HIDDEN, html.Div(f"The explanation failed: {result['error']}. Try again.",
-                                           className="text-danger")
+        return no_update, HIDDEN, html.Div(f"{result['error']}", className="text-danger")
     if not image or result["image_id"] != image["image_id"]:
         return no_update, HIDDEN, "Pick a detection, then press Explain."
-    method = variant if result["family"] == "cam" else result["method"]
+    method = result["method"]
+    if variant in METHODS and METHODS[variant].family == result["family"]:
+        method = variant
     explanation = service.cached_explanation(result["image_id"], result["query"], method, result["params"])
     if explanation is None:
         return no_update, HIDDEN, "Press Explain to compute this explanation."
     dets = (detections or {}).get("detections", [])
     det = next((d for d in dets if d["index"] == result["query"]), None)
     values = np.asarray(explanation.heatmap, dtype=np.float64)
-    signed = method == "ig" and not absolute
-    if method == "ig" and absolute:
+    signed = bool(values.min() < 0) and not absolute
+    if absolute:
         values = np.abs(values)
     fig = detection_figure(image, [det] if det else [], 0.0, result["query"], False)
     n_boxes = len(fig.data) - 1
@@ -118,6 +131,38 @@ def draw_explanation(result, variant, opacity, absolute, image, detections):
                 signed=signed, title=method)
     # the selected box stays drawn on top of the heatmap
     fig.data = (fig.data[0], *fig.data[1 + n_boxes:], *fig.data[1:1 + n_boxes])
-    from core.methods.registry import METHODS
     title = f"{METHODS[method].label} for {option_label(det) if det else result['query']}"
     return fig, SHOWN, [html.B(title), *describe(method, {**result["info"], **explanation.info})]
+
+
+def register(app, settings) -> None:
+    fams = families()
+    param_ids = [ids.param_id(f["family"], p.name) for f in fams for p in f["params"]]
+    variant_ids = [ids.variant_id(f["family"]) for f in fams if len(f["methods"]) > 1]
+
+    def show_groups(family):
+        return [SHOWN if f["family"] == family else HIDDEN for f in fams]
+    app.callback([Output(ids.group_id(f["family"]), "style") for f in fams], Input(ids.METHOD, "value"))(show_groups)
+
+    def explain(set_progress, clicks, query, family, *rest):
+        variants = dict(zip(variant_ids, rest[:len(variant_ids)]))
+        values = dict(zip(param_ids, rest[len(variant_ids):len(variant_ids) + len(param_ids)]))
+        target, image = rest[-2:]
+        return run_explanation(set_progress, clicks, query, family,
+                               {v[:-len("-variant")]: value for v, value in variants.items()}, values, target,
+                               image, fams)
+    app.callback(Output(ids.EXPLAIN_RESULT, "data"), Input(ids.EXPLAIN, "n_clicks"), Input(ids.PICKER, "value"),
+                 State(ids.METHOD, "value"), *[State(i, "value") for i in variant_ids + param_ids],
+                 State(ids.TARGET, "value"), State(ids.IMAGE_STORE, "data"),
+                 **job_options(ids.EXPLAIN, ids.EXPLAIN_CANCEL, ids.EXPLAIN_PROGRESS))(explain)
+
+    def draw(result, *rest):
+        variants, (opacity, absolute, image, detections) = rest[:len(variant_ids)], rest[len(variant_ids):]
+        family = (result or {}).get("family")
+        variant = dict(zip(variant_ids, variants)).get(ids.variant_id(family)) if family else None
+        return draw_explanation(result, variant, opacity, absolute, image, detections)
+    app.callback(Output(ids.EXPLAIN_FIGURE, "figure"), Output(ids.EXPLAIN_FIGURE, "style"),
+                 Output(ids.EXPLAIN_INFO, "children"), Input(ids.EXPLAIN_RESULT, "data"),
+                 *[Input(i, "value") for i in variant_ids], Input(ids.OPACITY, "value"),
+                 Input(ids.IG_ABSOLUTE, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
+                 prevent_initial_call=True)(draw)

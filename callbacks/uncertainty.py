@@ -5,13 +5,13 @@ and the identity switch redraw from the cache and never run the model.
 """
 from __future__ import annotations
 
-from dash import Input, Output, State, callback, html, no_update
+from dash import Input, Output, State, html, no_update
 
-from callbacks import HIDDEN, SHOWN, job_options
+from callbacks import HIDDEN, SHOWN, job_options, run_job
 from components import ids
 from components.uncertainty import (MAX_INSETS, add_histogram_insets, add_sampled_boxes, dropout_note,
                                     score_histogram, stats_table)
-from core import service
+from core import params as P, service
 from core.models.detection import above, option_label
 from core.models.mc_dropout import above_threshold_fraction
 
@@ -19,35 +19,31 @@ STAT_KEYS = ("score_mean", "score_std", "entropy", "mutual_information", "variat
              "box_mean", "box_std")
 
 
-@callback(Output(ids.MC_DROPOUT_NOTE, "children"), Input(ids.MC_DROPOUT, "value"), State(ids.MC_TRAINED, "data"))
 def show_dropout_note(p, trained):
     return dropout_note(p, trained or 0.0)
 
 
 def reference(image: dict, samples, p, seed) -> dict:
-    """What the browser keeps of a run: enough to find it in the cache (with "model", once run)."""
-    return {"image_id": image["image_id"], "samples": int(samples or 30), "dropout": None if p is None else float(p),
-            "seed": int(seed or 0)}
+    """What the browser keeps of a run: enough to find it in the cache (with "model", once run).
+    The values are checked against their declarations (core.params.UNCERTAINTY): ParamError."""
+    values = P.validate(P.UNCERTAINTY, {"samples": samples, "dropout": p, "seed": seed})
+    return {"image_id": image["image_id"], **values}
 
 
-@callback(Output(ids.MC_RESULT, "data"), Input(ids.MC_RUN, "n_clicks"),
-          State(ids.MC_SAMPLES, "value"), State(ids.MC_DROPOUT, "value"), State(ids.MC_SEED, "value"),
-          State(ids.IMAGE_STORE, "data"), **job_options(ids.MC_RUN, ids.MC_CANCEL, ids.MC_PROGRESS))
 def run_uncertainty(set_progress, _clicks, samples, p, seed, image):
     """Job process: T dropout passes of every query slot (cached); returns a reference only."""
     if not image:
         return no_update
-    service.job_process_setup()
-    ref = reference(image, samples, p, seed)
-    set_progress((0, ref["samples"], f"0/{ref['samples']} samples"))
-
-    def progress(done, total):
-        set_progress((done, total, f"{done}/{total} samples"))
     try:
-        result = service.uncertainty(ref["image_id"], ref["samples"], ref["dropout"], ref["seed"], progress)
-    except Exception as err:  # noqa: BLE001 - shown in the card; the rest of the page keeps working
-        return {**ref, "error": f"{type(err).__name__}: {err}"}
-    return {**ref, "model": result["model"], "dropout": result["dropout"]}
+        ref = reference(image, samples, p, seed)
+    except P.ParamError as err:  # refused before any job starts
+        return {"image_id": image["image_id"], "error": str(err)}
+
+    def work():
+        result = service.uncertainty(ref["image_id"], ref["samples"], ref["dropout"], ref["seed"], lambda done, total:
+                                     set_progress((done, total, f"{done}/{total} samples")))
+        return {"model": result["model"], "dropout": result["dropout"]}
+    return run_job("MC Dropout", ref, work, set_progress)
 
 
 def identity_stats(det: dict, identity: str, threshold: float) -> dict:
@@ -63,7 +59,7 @@ def _result(ref, image, detections):
     if not ref or not image or ref.get("image_id") != image["image_id"]:
         return None, "Press Run MC Dropout to sample the detections."
     if ref.get("error"):
-        return None, html.Div(f"MC Dropout failed: {ref['error']}. Try again.", className="text-danger")
+        return None, html.Div(ref["error"], className="text-danger")
     if not detections or detections.get("image_id") != image["image_id"]:
         return None, "Waiting for the detections."
     found = service.cached_uncertainty(ref["model"], ref["image_id"], ref["samples"], ref["dropout"], ref["seed"])
@@ -76,11 +72,6 @@ def shown_detections(detections: list[dict], threshold: float, picked) -> list[d
     return visible[:MAX_INSETS]
 
 
-@callback(Output(ids.MC_FIGURE, "figure"), Output(ids.MC_FIGURE, "style"), Output(ids.MC_HISTOGRAM, "figure"),
-          Output(ids.MC_DETAIL, "style"), Output(ids.MC_STATS, "children"), Output(ids.MC_INFO, "children"),
-          Input(ids.MC_RESULT, "data"), Input(ids.THRESHOLD, "value"), Input(ids.PICKER, "value"),
-          Input(ids.MC_IDENTITY, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
-          prevent_initial_call=True)
 def draw_uncertainty(ref, threshold, picked, identity, image, detections):
     """Web process, no model: histograms beside the visible boxes; the picked one in detail."""
     from callbacks.detection import detection_figure
@@ -114,3 +105,15 @@ def draw_uncertainty(ref, threshold, picked, identity, image, detections):
     table = stats_table(both, pick["score"], threshold, stats[picked]["slot_swap_fraction"])
     return fig, SHOWN, hist, {"display": "flex"}, table, [
         head, " Faint outlines: the picked detection's box in each sample; dashed: their mean."]
+
+
+def register(app, settings) -> None:
+    app.callback(Output(ids.MC_DROPOUT_NOTE, "children"), Input(ids.MC_DROPOUT, "value"), State(ids.MC_TRAINED, "data"))(show_dropout_note)
+    app.callback(Output(ids.MC_RESULT, "data"), Input(ids.MC_RUN, "n_clicks"),
+                 State(ids.MC_SAMPLES, "value"), State(ids.MC_DROPOUT, "value"), State(ids.MC_SEED, "value"),
+                 State(ids.IMAGE_STORE, "data"), **job_options(ids.MC_RUN, ids.MC_CANCEL, ids.MC_PROGRESS))(run_uncertainty)
+    app.callback(Output(ids.MC_FIGURE, "figure"), Output(ids.MC_FIGURE, "style"), Output(ids.MC_HISTOGRAM, "figure"),
+                 Output(ids.MC_DETAIL, "style"), Output(ids.MC_STATS, "children"), Output(ids.MC_INFO, "children"),
+                 Input(ids.MC_RESULT, "data"), Input(ids.THRESHOLD, "value"), Input(ids.PICKER, "value"),
+                 Input(ids.MC_IDENTITY, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
+                 prevent_initial_call=True)(draw_uncertainty)

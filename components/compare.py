@@ -14,11 +14,12 @@ import math
 import dash_bootstrap_components as dbc
 import numpy as np
 import plotly.graph_objects as go
-from dash import dash_table, dcc, html
+from dash import dcc, html
 from PIL import Image, ImageDraw, ImageFont
 
 from components import ids
 from components.controls import with_tooltip
+from components.tables import table
 from components.heatmaps import SEQUENTIAL, colorize, resize_map
 
 PANEL_SIDE = 256      # longest side of a panel's picture, px
@@ -58,11 +59,8 @@ def compare_panel(normalisations: dict[str, str]):
             html.Div(id=ids.COMPARE_INFO, className="mb-2", children="Pick a detection, then press Compare."),
             html.Div(id=ids.COMPARE_GRID, className="row g-2 mb-3"),
             html.Div(id=ids.COMPARE_TABLE_GROUP, style={"display": "none"}, children=[
-                dash_table.DataTable(id=ids.COMPARE_TABLE, columns=[{"name": n, "id": i} for i, n in SCORE_COLUMNS],
-                                     data=[], style_cell={"fontFamily": "monospace", "fontSize": 13,
-                                                          "padding": "2px 8px"},
-                                     style_cell_conditional=[{"if": {"column_id": "method"}, "textAlign": "left"}],
-                                     style_header={"fontWeight": "bold"}),
+                table(ids.COMPARE_TABLE, SCORE_COLUMNS, "Faithfulness scores and ranking of the methods",
+                      selectable=False),
                 html.P(READING, className="small text-muted mt-1"),
                 html.Div([
                     dbc.Button("Download PNG", id=ids.COMPARE_EXPORT_PNG, size="sm", color="secondary",

@@ -17,18 +17,27 @@ DETECTION_COUNT = "detection-count"
 DETECT_STATUS = "detect-status"
 DETECT_CANCEL = "detect-cancel"
 
-# explanation card
+# explanation card: one group of controls per method family, generated from the registry and the
+# parameter declarations (ids below), so a new method needs no new ids
 METHOD = "method"
-CAM_GROUP = "cam-group"
-CAM_VARIANT = "cam-variant"
-CAM_LAYER = "cam-layer"
 TARGET = "explain-target"
-IG_GROUP = "ig-group"
-IG_BASELINE = "ig-baseline"
-IG_SIGMA = "ig-sigma"
-IG_STEPS = "ig-steps"
-IG_RESOLUTION = "ig-resolution"
 IG_ABSOLUTE = "ig-absolute"
+
+
+def group_id(family: str) -> str:
+    return f"{family}-group"
+
+
+def variant_id(family: str) -> str:
+    return f"{family}-variant"
+
+
+def param_id(family: str, name: str) -> str:
+    return f"{family}-{name}"
+
+
+CAM_VARIANT, CAM_LAYER = variant_id("cam"), param_id("cam", "layer")
+IG_STEPS, IG_RESOLUTION = param_id("ig", "steps"), param_id("ig", "resolution")
 OPACITY = "opacity"
 EXPLAIN = "explain"
 EXPLAIN_CANCEL = "explain-cancel"

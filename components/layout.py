@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import dash_table, dcc, html
+from dash import dcc, html
 
 from components import ids
 from components.controls import with_tooltip
 from components.guide import guide
+from components.tables import table
+from core.params import THRESHOLD
 
 
 def model_banner(info: dict):
@@ -50,10 +52,10 @@ def upload_card(info: dict, samples: list[dict]):
 
 def detection_controls():
     return html.Div([
-        with_tooltip("Confidence Threshold", dcc.Slider(
-            id=ids.THRESHOLD, min=0, max=1, step=0.01, value=0.7,
+        with_tooltip(THRESHOLD.label, dcc.Slider(
+            id=ids.THRESHOLD, min=THRESHOLD.min, max=THRESHOLD.max, step=0.01, value=THRESHOLD.default,
             marks={v / 10: f"{v / 10:g}" for v in range(0, 11, 2)}, tooltip={"placement": "bottom"}),
-            ids.THRESHOLD, "Filter out detections with confidence below this value."),
+            ids.THRESHOLD, THRESHOLD.help),
         with_tooltip("Pick a detection", dcc.Dropdown(id=ids.PICKER, options=[], placeholder="No detection yet",
                                                        clearable=True),
                      ids.PICKER, "Select which detected object to explain. Format shown as 'index: label (score)'."),
@@ -70,12 +72,8 @@ def detection_panel():
                   figure={"layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
                                      "annotations": [{"text": "Upload an image or pick a sample", "showarrow": False,
                                                       "font": {"size": 16}}], "height": 360}}),
-        dash_table.DataTable(
-            id=ids.TABLE, columns=[{"name": n, "id": i} for n, i in
-                                   [("query", "index"), ("label", "label"), ("score", "score"), ("box (px)", "box")]],
-            data=[], page_size=10, sort_action="native", cell_selectable=True,
-            style_cell={"fontFamily": "monospace", "fontSize": 13, "padding": "2px 8px"},
-            style_header={"fontWeight": "bold"}),
+        table(ids.TABLE, [("index", "query"), ("label", "label"), ("score", "score"), ("box", "box (px)")],
+              "Detections: select a row (click, or arrow keys and Space) to pick that detection"),
     ]), className="mb-3")
 
 

@@ -30,26 +30,24 @@ GUIDE = [("Dropout probability for MC Dropout",
           "deterministic detections.")]
 
 
-def uncertainty_controls(trained: float):
-    """The left-card controls: samples, dropout rate (with the trained rate beside it), seed, Run."""
+def uncertainty_controls(trained: float, declared):
+    """The left-card controls: samples, dropout rate (with the trained rate beside it), seed, Run;
+    ranges, defaults and help from their declarations (core.params.UNCERTAINTY)."""
+    samples, dropout, seed = declared
     return html.Div([
         html.Hr(),
         dcc.Store(id=ids.MC_TRAINED, data=trained),
-        with_tooltip("MC Dropout Samples", dcc.Slider(
-            id=ids.MC_SAMPLES, min=1, max=100, step=1, value=30, marks={1: "1", 25: "25", 50: "50", 100: "100"},
-            tooltip={"placement": "bottom"}),
-            ids.MC_SAMPLES, "Number of stochastic forward passes for uncertainty estimation. Increase for more "
-                            "stable results."),
-        with_tooltip("Dropout Probability", dcc.Slider(
-            id=ids.MC_DROPOUT, min=0, max=0.9, step=0.01, value=round(trained, 2),
-            marks={0: "0", 0.3: "0.3", 0.6: "0.6", 0.9: "0.9"}, tooltip={"placement": "bottom"}),
-            ids.MC_DROPOUT, "Dropout rate used during MC Dropout sampling. Higher values typically increase "
-                            "predictive variance.",
+        with_tooltip(samples.label, dcc.Slider(
+            id=ids.MC_SAMPLES, min=samples.min, max=samples.max, step=1, value=samples.default,
+            marks={v: str(v) for v in (samples.min, 25, 50, samples.max)}, tooltip={"placement": "bottom"}),
+            ids.MC_SAMPLES, samples.help),
+        with_tooltip(dropout.label, dcc.Slider(
+            id=ids.MC_DROPOUT, min=dropout.min, max=dropout.max, step=0.01, value=round(trained, 2),
+            marks={round(dropout.max * k / 3, 2): f"{dropout.max * k / 3:g}" for k in range(4)},
+            tooltip={"placement": "bottom"}), ids.MC_DROPOUT, dropout.help,
             extra=html.Div(dropout_note(trained, trained), id=ids.MC_DROPOUT_NOTE, className="small")),
-        with_tooltip("Seed", dcc.Input(id=ids.MC_SEED, type="number", min=0, step=1, value=0,
-                                       className="form-control"),
-                     ids.MC_SEED, "Seed of the dropout masks: the same seed gives the same samples (and is "
-                                  "served from the cache); another seed draws new ones."),
+        with_tooltip(seed.label, dcc.Input(id=ids.MC_SEED, type="number", min=seed.min, max=seed.max, step=1,
+                                           value=seed.default, className="form-control"), ids.MC_SEED, seed.help),
         html.Div([dbc.Button("Run MC Dropout", id=ids.MC_RUN, color="primary", className="me-2"),
                   dbc.Button("Cancel", id=ids.MC_CANCEL, color="secondary", outline=True, style={"display": "none"})]),
         dbc.Tooltip("Sample the detections of this image with dropout on (background job with progress). "

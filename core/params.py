@@ -36,6 +36,8 @@ class Param:
     choices_from: str | None = None  # context key holding the allowed values (e.g. "layers")
     max_from: str | None = None      # context key holding the upper bound (e.g. "longest_edge")
     flag: str | None = None          # CLI flag when it is not --<name with dashes>
+    presets: tuple = ()              # values the page offers in a dropdown ("auto"-able counts)
+    step: float | None = None        # the page control's step
 
     @property
     def cli_flag(self) -> str:
@@ -157,12 +159,14 @@ QUERY = Param("query", "int", None, "The detection's query slot (its index).", l
               max_from="max_query")
 
 # Views (detection filter, MC-Dropout): the product's own UI ranges.
-THRESHOLD = Param("threshold", "float", 0.7, "Detections shown: confidence >= this.", label="Confidence threshold",
-                  min=0.0, max=1.0)
-MC_SAMPLES = Param("samples", "int", 30, "Stochastic forward passes (MC-Dropout samples).", label="MC samples",
-                   min=1, max=100)
-MC_DROPOUT = Param("dropout", "float", None, "Dropout probability of the MC samples; empty: the model's trained rate.",
-                   label="Dropout probability", min=0.0, max=0.9, optional=True)
-MC_SEED = Param("seed", "int", 0, "Seed of the dropout masks.", label="Seed", min=0, max=2**31 - 1)
+THRESHOLD = Param("threshold", "float", 0.7, "Filter out detections with confidence below this value.",
+                  label="Confidence Threshold", min=0.0, max=1.0)
+MC_SAMPLES = Param("samples", "int", 30, "Number of stochastic forward passes for uncertainty estimation. Increase "
+                   "for more stable results.", label="MC Dropout Samples", min=1, max=100)
+MC_DROPOUT = Param("dropout", "float", None, "Dropout rate used during MC Dropout sampling. Higher values typically "
+                   "increase predictive variance. Empty: the model's trained rate.", label="Dropout Probability",
+                   min=0.0, max=0.9, optional=True)
+MC_SEED = Param("seed", "int", 0, "Seed of the dropout masks: the same seed gives the same samples (and is served "
+                "from the cache); another seed draws new ones.", label="Seed", min=0, max=2**31 - 1)
 UNCERTAINTY = (MC_SAMPLES, MC_DROPOUT, MC_SEED)
 

@@ -175,11 +175,11 @@ def uncertainty(image_key: str, samples: int = 30, p: float | None = None, seed:
     (model, image, samples, rate, seed); p None = the trained rate. Its above_threshold_fraction is
     for 0.7: callers recompute it for their threshold from the cached `scores` (a threshold never
     re-runs sampling)."""
-    from core.models.mc_dropout import MAX_P, MAX_SAMPLES, default_chunk, mc_dropout, trained_dropout
+    from core.models.mc_dropout import default_chunk, mc_dropout, trained_dropout
     loaded = model()
-    p = trained_dropout(loaded) if p is None else float(p)
-    if not (1 <= int(samples) <= MAX_SAMPLES and 0 <= p <= MAX_P):  # before the backbone runs
-        raise ValueError(f"samples must be 1..{MAX_SAMPLES} and the dropout probability 0..{MAX_P}")
+    checked = P.validate(P.UNCERTAINTY, {"samples": samples, "dropout": p, "seed": seed})  # before the backbone runs
+    samples, seed = checked["samples"], checked["seed"]
+    p = trained_dropout(loaded) if checked["dropout"] is None else checked["dropout"]
 
     def compute():
         _count_model_call()

@@ -37,24 +37,33 @@ def _in_context(trigger: str, fn, *args):
 def test_threshold_filters_without_the_model(no_model):
     result = {"image_id": "x", "detections": DETS}
     options, value, rows, count = _in_context("threshold.value", detection.filter_detections,
-                                              result, 0.7, None, None, 3, None)
+                                              result, 0.7, None, None, 3)
     assert [o["label"] for o in options] == ["0: circle (0.95)", "3: star (0.72)"]
     assert value == 3 and [r["index"] for r in rows] == [0, 3]
     assert count == "2 of 3 detections at confidence >= 0.70"
     # raising the threshold past the picked detection drops the pick
     options, value, rows, _ = _in_context("threshold.value", detection.filter_detections,
-                                          result, 0.8, None, None, 3, None)
+                                          result, 0.8, None, None, 3)
     assert value is None and [o["value"] for o in options] == [0]
+
+
+def test_a_forged_threshold_is_refused_with_a_sentence(no_model):
+    result = {"image_id": "x", "detections": DETS}
+    for forged in (5, -1, "abc", float("nan")):
+        options, value, rows, count = _in_context("threshold.value", detection.filter_detections,
+                                                  result, forged, None, None, 3)
+        assert options == [] and value is None and rows == []
+        assert "Confidence Threshold must be 0..1" in str(count)
 
 
 def test_clicking_a_box_or_a_row_picks_that_detection(no_model):
     result = {"image_id": "x", "detections": DETS}
     click = {"points": [{"customdata": 3, "curveNumber": 2}]}
     assert _in_context("detection-figure.clickData", detection.filter_detections,
-                       result, 0.5, click, None, None, None)[1] == 3
-    rows = [{"index": 0}, {"index": 3}]
-    assert _in_context("detection-table.active_cell", detection.filter_detections,
-                       result, 0.5, None, {"row": 1, "column": 0}, 0, rows)[1] == 3
+                       result, 0.5, click, None, None)[1] == 3
+    selected = [{"index": 3, "label": "star"}]  # AG Grid's selectedRows
+    assert _in_context("detection-table.selectedRows", detection.filter_detections,
+                       result, 0.5, None, selected, 0)[1] == 3
 
 
 def test_option_label_format():
@@ -71,7 +80,8 @@ def test_figure_draws_visible_boxes_and_highlights_the_pick(no_model):
     assert [t.name for t in boxes] == ["det-0", "det-3"]  # the picked one last: drawn on top
     assert boxes[-1].line.width == 5 and boxes[0].line.width == 2
     assert list(boxes[0].x) == [10, 40, 40, 10, 10] and list(boxes[0].y) == [10, 10, 40, 40, 10]
-    assert styles[0]["if"]["filter_query"] == "{index} = 3"
+    assert styles == {"styleConditions": [{"condition": "params.data.index === 3",
+                                           "style": {"backgroundColor": "#fff3cd", "fontWeight": "bold"}}]}
 
 
 def test_bad_upload_keeps_the_previous_image(no_model):
@@ -79,6 +89,16 @@ def test_bad_upload_keeps_the_previous_image(no_model):
     store, message = _in_context("upload.contents", detection.load_image, contents, [], None, "x.png")
     assert store is detection.no_update
     assert "not an image" in str(message)
+
+
+@pytest.mark.parametrize("name", ["scene:abc", "scene:12", "photo:../../etc/passwd", "photo:missing.jpg", "x"])
+def test_a_forged_sample_name_opens_nothing(no_model, name):
+    def run():
+        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f'{{"name":"{name}","type":"sample"}}.n_clicks',
+                                                           "value": 1}]))
+        return detection.load_image(None, [1], None, None)
+    store, message = copy_context().run(run)
+    assert store is detection.no_update and "no such sample" in str(message)
 
 
 def test_upload_stores_the_image_server_side(no_model):

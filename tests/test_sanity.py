@@ -65,7 +65,8 @@ def test_flag_after_the_encoder_step(tiny, rgb_image):
     # an "encoder" step that randomises nothing: the map cannot change, so it must be flagged
     r = sanity_check(tiny, x, 0, {"attention": {}}, steps=[("heads", HEADS), ("encoder", ())])
     assert r["methods"]["attention"]["rho"][1] > THRESHOLD and r["methods"]["attention"]["flagged"]
+    # the real cascade randomises the encoder and everything above it: both maps change, neither flagged
     full = sanity_check(tiny, x, 0, {"attention": {}, "relevance": {}})
     at = full["steps"].index("encoder")
     for m in full["methods"].values():
-        assert m["flagged"] == (abs(m["rho"][at]) > THRESHOLD)
+        assert abs(m["rho"][at]) < 0.6 and not m["flagged"]

@@ -35,7 +35,7 @@ PARAMS = (
     # 32 steps: completeness within a few percent on the demo scenes at a third of the cost of 100
     P.Param("steps", "int", 32, "Points on the path from baseline to image (each a forward and a backward pass); "
             "'auto' raises 50 -> 100 -> 200 -> 300 until the attributions add up to the score change within 5%.",
-            label="Steps", min=1, max=1024, auto=True),
+            label="Steps", min=1, max=1024, auto=True, presets=(8, 16, 32, 50, 100, 200, 300)),
     P.Param("sigma", "float", 8.0, "Gaussian blur radius of the blurred baseline, in pixels of IG's input.",
             label="Blur sigma (px)", min=0.5, max=64.0),
     P.SEED,

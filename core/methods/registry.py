@@ -19,6 +19,8 @@ class Method:
     family: str         # methods of one family come from one computation
     compute: Computation
     params: tuple[P.Param, ...] = ()
+    quick: bool = False  # cheap (one pass): the page runs it as soon as a detection is picked
+    help: str = ""       # one line for the method picker's tooltip
 
     @property
     def defaults(self) -> dict:
@@ -49,16 +51,21 @@ def context(loaded) -> dict:
 # Registry entries (imported here, after register exists, so method modules never import this one).
 from core.methods.gradcam import PARAMS as CAM_PARAMS, compute_cams  # noqa: E402
 
-register(Method("gradcam", "Grad-CAM", "cam", compute_cams, CAM_PARAMS))
-register(Method("gradcam++", "Grad-CAM++", "cam", compute_cams, CAM_PARAMS))
+CAM_HELP = "maps from one forward and one backward pass at a backbone layer."
+register(Method("gradcam", "Grad-CAM", "cam", compute_cams, CAM_PARAMS, quick=True, help=CAM_HELP))
+register(Method("gradcam++", "Grad-CAM++", "cam", compute_cams, CAM_PARAMS, quick=True, help=CAM_HELP))
 
 from core.methods.integrated_gradients import PARAMS as IG_PARAMS, compute_ig  # noqa: E402
 
-register(Method("ig", "Integrated Gradients", "ig", compute_ig, IG_PARAMS))
+register(Method("ig", "Integrated Gradients", "ig", compute_ig, IG_PARAMS,
+                help="gradients along a path from a baseline image to this one; attributions add up to the "
+                     "score change (completeness)."))
 
 from core.methods.attention import PARAMS as ATTENTION_PARAMS, compute_attention  # noqa: E402
 from core.methods.relevance import PARAMS as RELEVANCE_PARAMS, compute_relevance  # noqa: E402
 
-register(Method("attention", "DETR attention", "attention", compute_attention, ATTENTION_PARAMS))
+register(Method("attention", "DETR attention", "attention", compute_attention, ATTENTION_PARAMS, quick=True,
+                help="the decoder cross-attention of the detection's query: where it read the image."))
 register(Method("relevance", "Attention relevance (Chefer et al.)", "relevance", compute_relevance,
-                RELEVANCE_PARAMS))
+                RELEVANCE_PARAMS, quick=True,
+                help="attention weighted by its gradient, propagated through every layer (one backward)."))

@@ -47,11 +47,12 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from core import params as P
 from core.models.detection import postprocess
 from core.methods.explanation import Progress
 
-MAX_SAMPLES = 100
-MAX_P = 0.9
+MAX_SAMPLES = P.MC_SAMPLES.max  # the declared ranges (core/params.py)
+MAX_P = P.MC_DROPOUT.max
 MATCH_WEIGHTS = (1.0, 5.0, 2.0)  # DETR's HungarianMatcher: class, L1, GIoU
 
 

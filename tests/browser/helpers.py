@@ -82,8 +82,15 @@ def select(br, selector, value=None, index=None):
     wait_until(pick, f"could not choose {value if value is not None else index} in {selector}")
 
 
+def cells(dash_duo, table_id, column):
+    """The cells of one column of an AG Grid, in the order the grid shows its rows."""
+    found = dash_duo.find_elements(f"#{table_id} .ag-center-cols-container .ag-row")
+    found.sort(key=lambda row: int(row.get_attribute("row-index")))
+    return [c for row in found for c in row.find_elements("css selector", f".ag-cell[col-id={column}]")]
+
+
 def rows(dash_duo):
-    return dash_duo.find_elements("#detection-table tbody tr td[data-dash-column=index]")
+    return cells(dash_duo, "detection-table", "index")
 
 
 def upload_and_pick(dash_duo, tmp_path, seed=1_000_003):

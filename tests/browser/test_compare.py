@@ -3,7 +3,7 @@ import json
 
 from selenium.webdriver.common.action_chains import ActionChains
 
-from tests.browser.helpers import TIMEOUT, rows, select, wait_until
+from tests.browser.helpers import TIMEOUT, cells, click, rows, select, wait_until
 
 METHOD_LABELS = ("Grad-CAM", "Grad-CAM++", "Integrated Gradients", "DETR attention",
                  "Attention relevance (Chefer et al.)")
@@ -11,10 +11,10 @@ METHOD_LABELS = ("Grad-CAM", "Grad-CAM++", "Integrated Gradients", "DETR attenti
 
 def _pick_best(dash_duo) -> int:
     """Click the table row of the most confident detection (that picks it); returns its query index."""
-    scores = [float(e.text) for e in dash_duo.find_elements("#detection-table tbody td[data-dash-column=score]")]
-    cell = rows(dash_duo)[scores.index(max(scores))]
-    index = int(cell.text)
-    cell.click()
+    scores = [float(e.text) for e in cells(dash_duo, "detection-table", "score")]
+    best = scores.index(max(scores))
+    index = int(rows(dash_duo)[best].text)
+    click(dash_duo, f"#detection-table .ag-center-cols-container .ag-row[row-index='{best}'] .ag-cell[col-id=index]")
     return index
 
 
@@ -63,11 +63,11 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard):
     dash_duo.wait_for_contains_text("#compare-info", f"All methods for {best}:", timeout=TIMEOUT)
     assert "Scored against the true" in dash_duo.find_element("#compare-info").text
 
-    methods = dash_duo.find_elements("#compare-table tbody tr td[data-dash-column=method]")
+    methods = cells(dash_duo, "compare-table", "method")
     assert sorted(m.text for m in methods) == sorted(METHOD_LABELS)
     assert "How to read the scores" in dash_duo.find_element("#compare-table-group").text
     # a generated scene has its truth: the true box's pointing game is filled in
-    truth = dash_duo.find_elements("#compare-table tbody tr td[data-dash-column=pointing_game_gt]")
+    truth = cells(dash_duo, "compare-table", "pointing_game_gt")
     assert len(truth) == 5 and all(t.text not in ("", "–") for t in truth)
 
     # hovering a panel shows every method's value at that point
@@ -89,4 +89,7 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard):
     lines = json.loads(dash_duo.driver.execute_script(
         "return JSON.stringify(document.querySelector('#sanity-figure .js-plotly-plot').data.map(t => t.name));"))
     assert sorted(lines) == sorted(METHOD_LABELS)
-    assert "flagged" in dash_duo.find_element("#sanity-info").text.lower()
+    # the verdict names exactly the methods whose plotted rho stays above the threshold once the encoder
+    # (the step the verdict reads) is random; on this scene that is none of them
+    verdict = dash_duo.find_element("#sanity-info").text
+    assert verdict.startswith("No method flagged"), verdict

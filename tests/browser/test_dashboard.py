@@ -13,14 +13,15 @@ def test_upload_threshold_pick(dash_duo, dashboard, tmp_path):
     upload(dash_duo, scene_file(tmp_path))
     dash_duo.wait_for_contains_text("#detection-count", "of 12 detections at confidence >= 0.70", timeout=TIMEOUT)
     shown = int(dash_duo.find_element("#detection-count").text.split()[0])
-    assert shown > 0 and len(rows(dash_duo)) == shown
+    assert shown > 0
+    wait_until(lambda: len(rows(dash_duo)) == shown, "the table does not list the shown detections")
     wait_until(lambda: len(_boxes(dash_duo)) == shown, "boxes drawn do not match the table")
 
     # threshold 0: every query is shown; the slider only filters
     dash_duo.find_element("#threshold [role=slider]").send_keys(Keys.HOME)
     dash_duo.wait_for_contains_text("#detection-count", "12 of 12 detections at confidence >= 0.00", timeout=TIMEOUT)
     wait_until(lambda: len(_boxes(dash_duo)) == 12, "lowering the threshold did not draw every box")
-    assert len(rows(dash_duo)) == 10  # the table pages at 10 rows
+    wait_until(lambda: len(rows(dash_duo)) == 10, "the table does not page at 10 rows")
 
     # pick one: its box is drawn thicker and on top
     select(dash_duo, "#picker", index=0)
@@ -34,11 +35,18 @@ def test_clicking_a_table_row_picks_it(dash_duo, dashboard, tmp_path):
     dash_duo.start_server(dashboard)
     upload(dash_duo, scene_file(tmp_path))
     wait_until(lambda: len(rows(dash_duo)) > 0, "no detection rows")
-    cell = rows(dash_duo)[-1]
-    index = cell.text.strip()
-    cell.click()
+    last = len(rows(dash_duo)) - 1
+    index = rows(dash_duo)[last].text.strip()
+    click(dash_duo, f"#detection-table .ag-center-cols-container .ag-row[row-index='{last}'] .ag-cell[col-id=index]")
     wait_until(lambda: dash_duo.find_element("#picker").text.strip().startswith(f"{index}:"),
                "clicking a table row did not pick that detection")
+    # the keyboard way: arrow up to the first row, Space selects it
+    first = rows(dash_duo)[0].text.strip()
+    for _ in range(last):  # from the clicked (last) row up to the first
+        dash_duo.driver.switch_to.active_element.send_keys(Keys.ARROW_UP)
+    dash_duo.driver.switch_to.active_element.send_keys(Keys.SPACE)
+    wait_until(lambda: dash_duo.find_element("#picker").text.strip().startswith(f"{first}:"),
+               "Space on a focused table row did not pick that detection")
 
 
 def test_tooltip_on_keyboard_focus(dash_duo, dashboard):
