@@ -9,9 +9,7 @@ slow one (app/background.py).
 """
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 import sys
 import threading
 import time
@@ -59,13 +57,13 @@ celery_app.conf.update(
 
 
 def register_callbacks() -> None:
-    """Import every callbacks/ module (registering its functions with dash) and build the manager that
-    turns them into Celery tasks: what create_app does in the web process, without the model."""
-    import callbacks
+    """Register every callback on an app with the same manager as the web process (callbacks.register_all,
+    dash names each task by a hash of its callback's id and source): tasks only, no model."""
+    import dash
     from app.background import make_manager
-    for module in pkgutil.iter_modules(callbacks.__path__):
-        importlib.import_module(f"callbacks.{module.name}")
-    make_manager(REDIS_URL)
+    from app.settings import Settings
+    from callbacks import register_all
+    register_all(dash.Dash(__name__, background_callback_manager=make_manager(REDIS_URL)), Settings())
 
 
 @signals.worker_init.connect

@@ -4,7 +4,6 @@ each method's PARAMS): the same ranges and defaults as the page, refused with ex
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -258,8 +257,8 @@ def cmd_uncertainty(args) -> int:
 
 
 def _common(p) -> None:
-    from core.models.loading import DEFAULT_MODEL
-    p.add_argument("--model", default=os.environ.get("DETR_MODEL", DEFAULT_MODEL),
+    from app.settings import Settings
+    p.add_argument("--model", default=Settings().model,
                    help="hub id, save_pretrained directory, or 'demo' (default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
     p.add_argument("--no-fallback", action="store_true", help="exit 4 instead of falling back to the demo model")
@@ -269,12 +268,12 @@ def add_all(sub) -> None:
     from core import params as P
     from core.demo.scenes import SCENE_SIZE
     from core.methods.registry import METHODS
-    from core.models.loading import DEFAULT_MODEL
+    from app.settings import Settings
 
     p = sub.add_parser("serve", help="start the dashboard (the default)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8050)
-    p.add_argument("--model", default=os.environ.get("DETR_MODEL", DEFAULT_MODEL))
+    p.add_argument("--model", default=Settings().model)
     p.add_argument("--device", default=None)
     p.add_argument("--debug", action="store_true", help="Dash debug mode (off unless asked for)")
     p.set_defaults(func=cmd_serve)

@@ -122,8 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser, params: Iterable[Param], seen
             if p.name in seen:
                 continue
             seen.add(p.name)
-        kwargs: dict[str, Any] = {"dest": p.name, "default": None,
-                                  "help": f"{p.help} ({p.describe_range()}; default: {p.default})"}
+        text = f"{p.help} ({p.describe_range()}; default: {p.default})".replace("%", "%%")  # argparse formats help
+        kwargs: dict[str, Any] = {"dest": p.name, "default": None, "help": text}
         if p.kind == "bool":
             kwargs.update(action="store_true", default=None)
         else:

@@ -68,3 +68,57 @@ def test_uncached_hub_model_falls_back_to_demo_with_a_notice(tmp_path, images):
     assert result.returncode == 0
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("notice:") and "demo" in result.stderr
     assert "detections" in json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("command", ["serve", "detect", "explain", "compare", "uncertainty", "scenes", "train-demo",
+                                     "evaluate-demo"])
+def test_every_help_renders(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--method", "ig", "--steps", "100000"], "Steps must be 1..1024 or auto; got 100000"),
+    (["--method", "ig", "--resolution", "20000"], "must be 32..128"),  # the tiny model's longest edge
+    (["--method", "ig", "--sigma", "0"], "Blur sigma (px) must be 0.5..64"),
+    (["--method", "gradcam", "--layer", "model.nope"], "Layer must be one of model.backbone"),
+    (["--method", "attention", "--decoder-layer", "3"], "Decoder layer must be -1..0"),
+    (["--method", "ig", "--seed", "-1"], "Seed must be 0..2147483647"),
+])
+def test_out_of_range_parameters_exit_2_before_any_work(tiny_dir, images, capsys, monkeypatch, flags, says):
+    import dataclasses
+    from core.methods import registry
+    refuse = {n: dataclasses.replace(m, compute=lambda *a, **k: pytest.fail("a method ran"))
+              for n, m in registry.METHODS.items()}
+    monkeypatch.setattr(registry, "METHODS", refuse)  # nothing may run
+    status = main(["explain", str(images[0]), "--query", "0", "--model", str(tiny_dir), *flags])
+    err = capsys.readouterr().err
+    assert status == 2 and says in err and err.startswith("error:") and "Traceback" not in err
+
+
+def test_explain_writes_raw_map_and_png_overlay(tiny_dir, images, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    from core.methods.gradcam import compute_cams
+    from core.models.loading import load_model
+    raw, png = tmp_path / "map.npy", tmp_path / "overlay.png"
+    assert main(["explain", str(images[0]), "--query", "2", "--method", "gradcam++", "--model", str(tiny_dir),
+                 "--raw", str(raw), "--png", str(png), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    loaded = load_model(str(tiny_dir), device="cpu")
+    from core.images import decode_image
+    image = decode_image(images[0].read_bytes())
+    expected = compute_cams(loaded, loaded.pixel_values(image), 2, {"layer": None, "target": "class"})["gradcam++"]
+    np.testing.assert_allclose(np.load(raw), expected.heatmap, rtol=1e-6)
+    assert report["method"] == "gradcam++" and report["shape"] == list(expected.heatmap.shape)
+    overlay = Image.open(png)
+    assert overlay.size == image.size and np.asarray(overlay).std() > 0
+    assert not np.array_equal(np.asarray(overlay.convert("RGB")), np.asarray(image))  # the map is drawn on it
+
+
+def test_uncertainty_refuses_out_of_range_samples_and_dropout(images, capsys):
+    assert main(["uncertainty", str(images[0]), "--samples", "1000000"]) == 2
+    assert "MC Dropout Samples must be 1..100" in capsys.readouterr().err
+    assert main(["uncertainty", str(images[0]), "--dropout", "5"]) == 2
+    assert "Dropout Probability must be 0..0.9" in capsys.readouterr().err
