@@ -59,7 +59,7 @@ def run_job(what: str, ref: dict, work, set_progress=None) -> dict:
     except ParamError as err:
         log.info("refused: %s", err)
         return {**ref, "error": str(err)}
-    except cache.ResultUnavailable:  # the web process' probe for a cached answer (app/background.py)
-        raise
+    except cache.ResultUnavailable as err:  # the web process answering without the model (app/background.py):
+        return {**ref, "error": f"{what} failed: {err}."}  # a lost job's reason (a mere cache probe discards this)
     except Exception as err:  # noqa: BLE001 - shown in the card; the rest of the page keeps working
         return {**ref, "error": failed(what, err)}

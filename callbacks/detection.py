@@ -75,8 +75,8 @@ def run_detection(image):
     service.job_process_setup()
     try:
         return {"image_id": image["image_id"], "detections": service.detections(image["image_id"])}
-    except cache.ResultUnavailable:  # the web process' probe for a cached answer (app/background.py)
-        raise
+    except cache.ResultUnavailable as err:  # a lost job's reason (a mere cache probe discards this answer)
+        return {"image_id": image["image_id"], "detections": [], "error": f"Detection failed: {err}."}
     except Exception as err:  # noqa: BLE001 - shown in the card, the page keeps working
         return {"image_id": image["image_id"], "detections": [], "error": failed("Detection", err)}
 

@@ -47,7 +47,7 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard):
     best = _pick_best(dash_duo)
     wait_until(lambda: dash_duo.find_element("#picker").text.strip().startswith(f"{best}:"), "nothing picked")
     # IG steps set in the explanation card are used; the other IG settings keep the comparison's defaults
-    for dropdown, value in (("#method", "Integrated Gradients"), ("#ig-steps", "10")):
+    for dropdown, value in (("#method", "Integrated Gradients"), ("#ig-steps", "8")):
         select(dash_duo, dropdown, value)
     _click(dash_duo, "#compare")
 
@@ -59,7 +59,7 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard):
     assert sorted(titles) == sorted(METHOD_LABELS)
     notes = [e.text for e in dash_duo.find_elements("#compare-grid .card .small")]
     assert len(notes) == 5 and all("deletion" in n for n in notes)
-    assert any("IG (from the explanation card): blur (sigma 8), 10 steps, 128x128 px" in n for n in notes)
+    assert any("IG (from the explanation card): blur (sigma 8), 8 steps, 128x128 px" in n for n in notes)
     dash_duo.wait_for_contains_text("#compare-info", f"All methods for {best}:", timeout=TIMEOUT)
     assert "Scored against the true" in dash_duo.find_element("#compare-info").text
 

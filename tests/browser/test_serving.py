@@ -200,7 +200,7 @@ def test_two_people_one_cache(stack, dash_br, second_br, tmp_path):
     served from the shared cache: no model run at all."""
     _open(dash_br, stack)
     _upload_and_pick(dash_br, tmp_path)
-    _ig(dash_br, "25")
+    _ig(dash_br, "16")
     _until(lambda: dash_br.find_element("#explain-progress").is_displayed(), "no progress bar while IG runs")
     assert not dash_br.find_element("#explain").is_enabled(), "Explain must be disabled while its job runs"
     _until(lambda: "Convergence" in _info(dash_br), lambda: "IG gave no result: " + _info(dash_br) + stack.log("celery"), JOB_TIMEOUT)
@@ -210,7 +210,7 @@ def test_two_people_one_cache(stack, dash_br, second_br, tmp_path):
 
     _open(second_br, stack)
     _upload_and_pick(second_br, tmp_path)
-    _ig(second_br, "25")
+    _ig(second_br, "16")
     _until(lambda: "Convergence" in _info(second_br), "second person: no IG result", TIMEOUT)
     assert stack.model_calls() == calls, "the second person's results must come from the cache"
 
@@ -252,7 +252,7 @@ def test_cancel_stops_the_job_in_the_worker(stack, dash_br, tmp_path):
     assert "failed" not in _info(dash_br)
     assert not dash_br.find_element("#explain-progress").is_displayed()
     # the worker replaced its pool process and takes new jobs
-    _ig(dash_br, "25")
+    _ig(dash_br, "16")
     _until(lambda: "Convergence" in _info(dash_br), "no IG result after a cancel", JOB_TIMEOUT)
 
 
