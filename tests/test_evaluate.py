@@ -59,7 +59,7 @@ def test_rows_are_the_detections_of_each_image(demo, run):
         assert {r["query"] for r in rows} >= {q for q, d in direct.items() if d["score"] >= 0.02}
         for r in rows:
             d = direct[r["query"]]
-            assert r["label"] == d["label"] and r["score"] == pytest.approx(d["score"], abs=1e-6)
+            assert r["label"] == d["label"] and r["score"] == pytest.approx(d["score"], abs=1e-5)  # batched forward
             assert [r["x0"], r["y0"], r["x1"], r["y1"]] == pytest.approx(d["box"], abs=0.011)
         # true positives: greedy matching of the image's own detections against its truth
         labels = {c: k for k, c in enumerate(CLASSES)}
