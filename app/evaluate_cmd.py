@@ -42,7 +42,8 @@ def _print(result: dict) -> None:
     print(f"{result['model']} on {result['dataset']['name']}: {result['images']} images "
           f"({result['images_cached']} from the cache), {result['seconds']['total']:.1f} s")
     if result["dataset"]["unmatched_categories"]:
-        print(f"  categories the model does not know (left out): {', '.join(result['dataset']['unmatched_categories'])}")
+        unknown = ", ".join(result["dataset"]["unmatched_categories"])
+        print(f"  categories the model does not know (left out): {unknown}")
     print(f"  AP {num(result['ap'])}  AP50 {num(result['ap50'])}  AP75 {num(result['ap75'])}  "
           f"small {num(result['ap_small'])}  medium {num(result['ap_medium'])}  large {num(result['ap_large'])}")
     print("  per class: " + ", ".join(f"{k} {num(v)}" for k, v in result["per_class_ap"].items()))

@@ -70,6 +70,9 @@ def test_rows_are_the_detections_of_each_image(demo, run):
         tp = {d["index"]: int(m >= 0) for d, m in zip(dets, matched)}
         assert all(r["tp"] == tp[r["query"]] for r in rows)
         assert sum(r["tp"] for r in rows) == sum(tp.values())
+        assert all(r["best_iou"] >= r["iou"] and (r["best_iou"] >= 0.5 or not r["tp"]) for r in rows)
+    # duplicates: false positives over an already detected object of their class
+    assert any(r["tp"] == 0 and r["best_iou"] >= 0.5 for r in result["rows"])
 
 
 def test_mc_scores_are_mc_dropout_score_means(demo, run):

@@ -37,10 +37,12 @@ Result (JSON-able; the file `evaluation.json` holds all of it but "rows"):
 - explained: one row per explained detection and method (image_id, file_name, query, label, score,
   truth_id, iou, method, the five metrics)
 - worst_calibrated: up to 10 detections above the threshold with the largest |confidence - TP|
-  (image_id, file_name, query, label, score, mc_score, tp, iou); worst_explained: up to 10 rows of
+  (image_id, file_name, query, label, score, mc_score, tp, iou, best_iou); worst_explained: up to 10 rows of
   "explained" with the lowest energy_pointing
 - rows: one per detection with plain (or MC) confidence >= 0.01 (what the CSV holds): image_id,
-  file_name, query, label, score, mc_score, mc_std, x0, y0, x1, y1, tp, iou, truth_id
+  file_name, query, label, score, mc_score, mc_std, x0, y0, x1, y1, tp (true positive at IoU >= 0.5,
+  greedy matching), iou (with the matched true object; 0 for a false positive), best_iou (highest
+  IoU with a true object of its class: a false positive with a high one is a duplicate), truth_id
 - images, images_cached (images whose detections came from the cache), seconds {total, images,
   coco, calibration}
 """
@@ -59,6 +61,7 @@ import torch
 from core import params as P
 from core.evaluation import calibration as cal
 from core.evaluation.coco import Dataset, coco_ap
+from core.evaluation.metrics import box_iou
 from core.methods.explanation import Progress
 
 CSV_MIN_SCORE = 0.01
@@ -258,7 +261,8 @@ def explain_scores(loaded, pixel_values, query: int, truth_box, size, name: str,
                                            settings["sensitivity_radius"], seed)}
 
 
-def explained_detections(det: dict, truth: list[dict], threshold: float, per_image: int) -> list[tuple[int, dict, float]]:
+def explained_detections(det: dict, truth: list[dict], threshold: float,
+                         per_image: int) -> list[tuple[int, dict, float]]:
     """(query, true object, IoU) of the detections to explain: true positives with confidence >=
     threshold, best first, at most per_image."""
     conf, labels = det["probs"].max(1), det["probs"].argmax(1)
@@ -357,8 +361,9 @@ def evaluate(loaded, dataset: Dataset, *, methods=(), progress: Progress | None 
             for m, name in enumerate(methods):
                 def run(name=name):
                     return [{"query": query, "truth_id": obj["id"], "iou": iou,
-                             **explain_scores(loaded, pixel_values(), query, obj["box"], (entry["width"], entry["height"]),
-                                              name, maps.setdefault(query, _Maps(loaded, query, method_params)), s,
+                             **explain_scores(loaded, pixel_values(), query, obj["box"],
+                                              (entry["width"], entry["height"]), name,
+                                              maps.setdefault(query, _Maps(loaded, query, method_params)), s,
                                               s["seed"] + query)}
                             for query, obj, iou in picks]
                 xkey = {**key, "part": "explain", "method": name, "params": method_params[name],
@@ -392,7 +397,7 @@ def evaluate(loaded, dataset: Dataset, *, methods=(), progress: Progress | None 
     above = [r for r in rows if r["score"] > s["threshold"]]
     result["worst_calibrated"] = sorted(above, key=lambda r: -abs(r["score"] - r["tp"]))[:WORST]
     result["worst_calibrated"] = [{k: r[k] for k in ("image_id", "file_name", "query", "label", "score", "mc_score",
-                                                     "tp", "iou")} for r in result["worst_calibrated"]]
+                                                     "tp", "iou", "best_iou")} for r in result["worst_calibrated"]]
     finite = [r for r in explained if r["energy_pointing"] is not None and math.isfinite(r["energy_pointing"])]
     result["worst_explained"] = sorted(finite, key=lambda r: r["energy_pointing"])[:WORST]
     result["rows"] = rows
@@ -404,14 +409,17 @@ def evaluate(loaded, dataset: Dataset, *, methods=(), progress: Progress | None 
 
 def _rows(entry: dict, im: dict, slots: np.ndarray, truth: list[dict], id2label: dict) -> list[dict]:
     """CSV rows of one image: its detections with plain or MC confidence >= CSV_MIN_SCORE."""
-    matched, ious = cal.greedy_match(im["boxes"], im["labels"], im["conf"], im["truth_boxes"], im["truth_labels"])
+    overlap = box_iou(im["boxes"], im["truth_boxes"]) * (im["labels"][:, None] == im["truth_labels"][None, :])
+    best = overlap.max(1) if overlap.size else np.zeros(len(im["boxes"]))  # a duplicate: tp 0, best_iou high
+    matched, ious = cal.greedy_match(im["boxes"], im["labels"], im["conf"], im["truth_boxes"], im["truth_labels"],
+                                     ious=box_iou(im["boxes"], im["truth_boxes"]))
     shown = (im["conf"] >= CSV_MIN_SCORE) | (im.get("mc_conf", im["conf"]) >= CSV_MIN_SCORE)
     return [{"image_id": entry["id"], "file_name": entry["file_name"], "query": int(slots[k]),
              "label": id2label[int(im["labels"][k])], "score": float(im["conf"][k]),
              "mc_score": float(im["mc_conf"][k]) if "mc_conf" in im else None,
              "mc_std": float(im["mc_std"][k]) if "mc_std" in im else None,
              **dict(zip(("x0", "y0", "x1", "y1"), (round(float(v), 2) for v in im["boxes"][k]))),
-             "tp": int(matched[k] >= 0), "iou": round(float(ious[k]), 4),
+             "tp": int(matched[k] >= 0), "iou": round(float(ious[k]), 4), "best_iou": round(float(best[k]), 4),
              "truth_id": truth[matched[k]]["id"] if matched[k] >= 0 else None} for k in np.flatnonzero(shown)]
 
 

@@ -81,7 +81,8 @@ def explanation_figure(result: dict) -> go.Figure | None:
         for k, name in enumerate(methods):
             values = [r[metric] for r in result["explained"] if r["method"] == name and r[metric] is not None]
             s = result["explanations"][name][metric]
-            fig.add_trace(go.Box(y=values, name=name, boxpoints="outliers", marker={"color": qualitative.Plotly[k % len(qualitative.Plotly)]},
+            colour = qualitative.Plotly[k % len(qualitative.Plotly)]
+            fig.add_trace(go.Box(y=values, name=name, boxpoints="outliers", marker={"color": colour},
                                  legendgroup=name, showlegend=False), row=1, col=col)
             if s["mean"] is not None:
                 low, high = s["low"] if s["low"] is not None else s["mean"], s["high"] if s["high"] is not None \
@@ -142,7 +143,8 @@ def write_html(result: dict, path) -> None:
                   _table(result["worst_explained"], ("file_name", "query", "label", "score", "method",
                                                      "energy_pointing", "pointing_game"))]
     parts += ["<h2>Worst-calibrated detections (largest |confidence - true positive|)</h2>",
-              _table(result["worst_calibrated"], ("file_name", "query", "label", "score", "mc_score", "tp", "iou"))]
+              _table(result["worst_calibrated"],
+                     ("file_name", "query", "label", "score", "mc_score", "tp", "iou", "best_iou"))]
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
     Path(path).write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation</title>"
@@ -150,7 +152,7 @@ def write_html(result: dict, path) -> None:
 
 
 CSV_COLUMNS = ("image_id", "file_name", "query", "label", "score", "mc_score", "mc_std", "x0", "y0", "x1", "y1",
-               "tp", "iou", "truth_id")
+               "tp", "iou", "best_iou", "truth_id")
 
 
 def write_csv(result: dict, path) -> None:
