@@ -205,3 +205,19 @@ def test_cache_keys_follow_the_image_and_the_settings(demo, run):
     fresh = evaluate(demo, demo_dataset(3, SEED, demo.id2label), samples=2, seed=5)
     assert fewer["images_cached"] == 3  # the detections are reused, the MC-Dropout means are not
     assert [r["mc_score"] for r in fewer["rows"]] == [r["mc_score"] for r in fresh["rows"]]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_agrees_with_cpu(demo):
+    gpu = load_model("demo", device="cuda")
+    settings = {"samples": 3, "methods": ["gradcam", "attention"], "sensitivity_samples": 2}
+    a = evaluate(demo, demo_dataset(6, SEED, demo.id2label), **settings)
+    b = evaluate(gpu, demo_dataset(6, SEED, gpu.id2label), **settings)
+    assert b["ap"] == pytest.approx(a["ap"], abs=1e-3) and b["mc"]["oce"] == pytest.approx(a["mc"]["oce"], abs=0.05)
+    rows_a = {(r["image_id"], r["query"]): r["score"] for r in a["rows"]}
+    rows_b = {(r["image_id"], r["query"]): r["score"] for r in b["rows"]}
+    common = rows_a.keys() & rows_b.keys()
+    assert len(common) > 10 and all(abs(rows_a[k] - rows_b[k]) < 1e-3 for k in common)
+    assert [(r["query"], r["method"]) for r in a["explained"]] == [(r["query"], r["method"]) for r in b["explained"]]
+    for ra, rb in zip(a["explained"], b["explained"]):
+        assert rb["energy_pointing"] == pytest.approx(ra["energy_pointing"], abs=0.02)
