@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.evaluation.coco import DatasetError, coco_ap, load_coco, match_categories
+from core.evaluation.coco import DatasetError, coco_ap, load_coco, load_folder, match_categories
 
 ID2LABEL = {0: "cat", 1: "traffic light", 2: "dog"}
 
@@ -78,9 +78,20 @@ def test_dataset_errors(tmp_path):
 def test_scenes_annotations_match_truth(tmp_path):
     from core.demo.scenes import CLASSES, write_scenes
     truth = write_scenes(tmp_path, 4, 11)
-    data = load_coco(tmp_path, tmp_path / "annotations.json", dict(enumerate(CLASSES)))
+    data = load_folder(tmp_path, dict(enumerate(CLASSES)))
     assert [i["file_name"] for i in data.images] == sorted(truth)
     for image in data.images:
         objs = data.objects[image["id"]]
         assert [o["label"] for o in objs] == [t["label"] for t in truth[image["file_name"]]]
         assert np.allclose([o["box"] for o in objs], [t["box"] for t in truth[image["file_name"]]], atol=0.011)
+
+
+def test_folder_with_an_images_subfolder(tmp_path):
+    (tmp_path / "images").mkdir()
+    images = [{"id": 3, "file_name": "a.png", "width": 32, "height": 24}]
+    _write(tmp_path / "images", images, [], [{"id": 1, "name": "dog"}])
+    (tmp_path / "images" / "annotations.json").rename(tmp_path / "annotations.json")
+    data = load_folder(tmp_path, ID2LABEL)
+    assert data.images[0]["file_name"] == "a.png" and data.load(data.images[0]).size == (32, 24)
+    with pytest.raises(DatasetError, match="no annotations.json"):
+        load_folder(tmp_path / "images", ID2LABEL)

@@ -124,6 +124,16 @@ def load_coco(images_dir, annotations, id2label: dict[int, str]) -> Dataset:
     return Dataset(str(annotations), images, objects, label_ids, load, unmatched, model_only)
 
 
+def load_folder(folder, id2label: dict[int, str]) -> Dataset:
+    """A dataset folder (what an operator lists in DETR_DATASETS, and what `python -m app scenes`
+    writes): annotations.json in it, the images in it or in its images/ subfolder."""
+    folder = Path(folder)
+    images = folder / "images" if (folder / "images").is_dir() else folder
+    if not (folder / "annotations.json").is_file():
+        raise DatasetError(f"{folder} has no annotations.json (COCO annotations)")
+    return load_coco(images, folder / "annotations.json", id2label)
+
+
 def demo_dataset(count: int, seed: int, id2label: dict[int, str]) -> Dataset:
     """`count` procedural demo scenes from `seed` on, generated in memory (no files)."""
     from core.demo.scenes import CLASSES, SCENE_SIZE, make_scene
