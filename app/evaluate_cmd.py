@@ -58,7 +58,7 @@ def _print(result: dict) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from app.cli import EXIT_OK, EXIT_USAGE, _load
+    from app.commands import EXIT_OK, EXIT_USAGE, _load
     from core import params as P
     from core.evaluation.coco import DatasetError, load_coco
     from core.evaluation.evaluate import PARAMS, check_methods, evaluate, summary
