@@ -221,3 +221,32 @@ def test_cuda_agrees_with_cpu(demo):
     assert [(r["query"], r["method"]) for r in a["explained"]] == [(r["query"], r["method"]) for r in b["explained"]]
     for ra, rb in zip(a["explained"], b["explained"]):
         assert rb["energy_pointing"] == pytest.approx(ra["energy_pointing"], abs=0.02)
+
+
+def test_images_of_several_sizes_batched_within_the_pixel_budget(demo, monkeypatch):
+    """Images are batched by input size, at most `pixels` input pixels a forward: each image's
+    detections are still its own (checked against detect() image by image)."""
+    import core.evaluation.evaluate as E
+    from core.evaluation.coco import Dataset
+    from core.models.detection import detect
+    scenes = [make_scene(SEED + k) for k in range(6)]
+    images = [im if k % 2 else im.crop((0, 0, 128, 100)) for k, (im, _) in enumerate(scenes)]
+    entries = [{"id": k + 1, "file_name": f"{k}.png", "width": im.width, "height": im.height, "key": f"crop:{k}"}
+               for k, im in enumerate(images)]
+    dataset = Dataset("crops", entries, {e["id"]: [] for e in entries}, {c: k for k, c in enumerate(CLASSES)},
+                      lambda e: images[e["id"] - 1])
+    calls, forward = [], E.detections
+
+    def spy(loaded, x, sizes):
+        calls.append(tuple(x.shape))
+        return forward(loaded, x, sizes)
+    monkeypatch.setattr(E, "detections", spy)
+    monkeypatch.setattr(E, "default_batch", lambda device: (8, 2 * 128 * 163))  # two per forward
+    result = evaluate(demo, dataset)
+    assert sorted(calls) == [(1, 3, 128, 128), (1, 3, 128, 163), (2, 3, 128, 128), (2, 3, 128, 163)]
+    for k, image in enumerate(images):
+        direct = {d["index"]: d for d in detect(demo, image)}
+        rows = [r for r in result["rows"] if r["image_id"] == k + 1]
+        assert rows and all(r["score"] == pytest.approx(direct[r["query"]]["score"], abs=1e-5) for r in rows)
+        assert all([r["x0"], r["y0"], r["x1"], r["y1"]] == pytest.approx(direct[r["query"]]["box"], abs=0.02)
+                   for r in rows)

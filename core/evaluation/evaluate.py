@@ -159,9 +159,11 @@ def _pixels(boxes: torch.Tensor, size) -> np.ndarray:
     return torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1).numpy()
 
 
-def default_batch(device) -> int:
-    """Images per detection batch: on CPU 8 small images per call ran 2x faster per image than one."""
-    return 32 if torch.device(device).type == "cuda" else 8
+def default_batch(device) -> tuple[int, int]:
+    """(images per chunk, input pixels per forward): on CPU 8 demo images (128 px) per call ran 2x
+    faster per image than one; the pixel budget keeps large inputs (DETR-R50's 800 x 1066) to a few
+    per call, where batching gains little and costs memory."""
+    return (32, 2**24) if torch.device(device).type == "cuda" else (8, 2**21)
 
 
 @torch.inference_mode()
@@ -173,20 +175,23 @@ def detections(loaded, pixel_values: torch.Tensor, sizes) -> list[dict]:
     return [{"probs": probs[b], "boxes": _pixels(out.pred_boxes[b], size)} for b, size in enumerate(sizes)]
 
 
-def _detect_chunk(loaded, data: Dataset, chunk: list[dict], cache: _Cache, keys: list[dict]) -> tuple[list, dict]:
+def _detect_chunk(loaded, data: Dataset, chunk: list[dict], cache: _Cache, keys: list[dict],
+                  pixels: int) -> tuple[list, dict]:
     """(detections of each image of the chunk, pixel values of those computed here by image id):
-    cached ones from the cache, the others batched by input size."""
+    cached ones from the cache, the others batched by input size, up to `pixels` input pixels a batch."""
     found = [cache.get({**k, "part": "detections"}, "npz") for k in keys]
     pvs = {e["id"]: loaded.pixel_values(data.load(e)) for e, f in zip(chunk, found) if f is None}
     groups: dict[tuple, list[int]] = {}
     for k, e in enumerate(chunk):
         if found[k] is None:
             groups.setdefault(tuple(pvs[e["id"]].shape), []).append(k)
-    for ks in groups.values():
-        batch = torch.cat([pvs[chunk[k]["id"]] for k in ks])
-        for k, det in zip(ks, detections(loaded, batch, [(chunk[k]["width"], chunk[k]["height"]) for k in ks])):
-            found[k] = det
-            cache.put({**keys[k], "part": "detections"}, "npz", det)
+    for shape, group in groups.items():
+        step = max(1, pixels // (shape[-1] * shape[-2]))
+        for ks in (group[i:i + step] for i in range(0, len(group), step)):
+            batch = torch.cat([pvs[chunk[k]["id"]] for k in ks])
+            for k, det in zip(ks, detections(loaded, batch, [(chunk[k]["width"], chunk[k]["height"]) for k in ks])):
+                found[k] = det
+                cache.put({**keys[k], "part": "detections"}, "npz", det)
     return found, pvs
 
 
@@ -322,12 +327,12 @@ def evaluate(loaded, dataset: Dataset, *, methods=(), progress: Progress | None 
     id2label = loaded.id2label
     evaluated = np.array(sorted(data.label_ids.values()))
     fingerprint = model_fingerprint(loaded)
-    cache, steps, batch = _Cache(cache_dir), 1 + len(methods), default_batch(loaded.device)
+    cache, steps, (batch, pixels) = _Cache(cache_dir), 1 + len(methods), default_batch(loaded.device)
     images, rows, explained, det_rows, cached = [], [], [], [], 0
     for first in range(0, len(data.images), batch):
         chunk = data.images[first:first + batch]
         keys = [{"model": fingerprint, "image": e["key"]} for e in chunk]
-        dets, pvs = _detect_chunk(loaded, data, chunk, cache, keys)
+        dets, pvs = _detect_chunk(loaded, data, chunk, cache, keys, pixels)
         cached += len(chunk) - len(pvs)
         for n, entry, key, det in zip(range(first, first + len(chunk)), chunk, keys, dets):
             def pixel_values(entry=entry):
