@@ -339,3 +339,4 @@ def add_all(sub) -> None:
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(func=cmd_evaluate_demo, model="demo")
+    __import__("app.evaluate_cmd", fromlist=["add_parser"]).add_parser(sub, _common)  # `evaluate`: app/evaluate_cmd.py

@@ -105,7 +105,9 @@ def make_scene(seed: int, size: int = SCENE_SIZE, max_objects: int = 5) -> tuple
 
 
 def write_scenes(out: Path, count: int, seed: int, size: int = SCENE_SIZE) -> dict:
-    """Write scene-0000.png ... and truth.json; scene i uses seed + i."""
+    """Write scene-0000.png ..., truth.json and the same truth as COCO annotations.json (image id
+    i + 1, category ids 1.. in CLASSES order); scene i uses seed + i."""
+    from core.evaluation.coco import coco_annotations
     out.mkdir(parents=True, exist_ok=True)
     truth = {}
     for i in range(count):
@@ -114,4 +116,6 @@ def write_scenes(out: Path, count: int, seed: int, size: int = SCENE_SIZE) -> di
         image.save(out / name)
         truth[name] = objects
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    coco = coco_annotations(truth, {name: (size, size) for name in truth}, CLASSES)
+    (out / "annotations.json").write_text(json.dumps(coco))
     return truth
