@@ -87,7 +87,7 @@ def cmd_detect(args) -> int:
 def cmd_scenes(args) -> int:
     from core.demo.scenes import write_scenes
     write_scenes(Path(args.out), args.count, args.seed, args.size)
-    print(f"wrote {args.count} scenes and truth.json to {args.out}")
+    print(f"wrote {args.count} scenes, truth.json and annotations.json (COCO) to {args.out}")
     return EXIT_OK
 
 

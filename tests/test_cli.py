@@ -70,7 +70,7 @@ def test_uncached_hub_model_falls_back_to_demo_with_a_notice(tmp_path, images):
     assert "detections" in json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("command", ["serve", "detect", "explain", "compare", "uncertainty", "scenes", "train-demo",
+@pytest.mark.parametrize("command", ["serve", "detect", "explain", "compare", "uncertainty", "scenes", "train-demo", "evaluate",
                                      "evaluate-demo"])
 def test_every_help_renders(command, capsys):
     with pytest.raises(SystemExit) as done:
