@@ -25,7 +25,10 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     settings.export()
     from app.background import make_manager
     from callbacks import detection, register_all
+    from callbacks.evaluate import shown_params
     from callbacks.explain import control_options, families
+    from components.evaluate import evaluate_panel
+    from core.methods.registry import METHODS
     from components.compare import compare_panel
     from components.explain import explain_controls, explain_panel
     from components.layout import page
@@ -40,8 +43,10 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
                     suppress_callback_exceptions=False)
     controls = [explain_controls(families(), TARGET, control_options(info)),
                 uncertainty_controls(info["trained_dropout"], UNCERTAINTY)]
+    evaluate = evaluate_panel([Path(d).name for d in settings.datasets], shown_params(),
+                              [(n, m.label) for n, m in METHODS.items()], [families()[0]["default"], "ig"])
     app.layout = lambda: page(info, samples, controls=controls,
                               panels=[explain_panel(), uncertainty_panel(), compare_panel(NORMALISATIONS)],
-                              extra_choices=UNCERTAINTY_GUIDE)
+                              extra_choices=UNCERTAINTY_GUIDE, evaluate=evaluate)
     register_all(app, settings)
     return app

@@ -19,6 +19,9 @@ class Settings:
     max_upload_mb: int = field(default_factory=lambda: _env_int("DETR_MAX_UPLOAD_MB", 20))
     max_megapixels: int = field(default_factory=lambda: _env_int("DETR_MAX_MEGAPIXELS", 40))
     redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL") or None)
+    # dataset folders (annotations.json + images) the Evaluate tab offers; the page never sends a path
+    datasets: list[str] = field(default_factory=lambda: [d for d in os.environ.get("DETR_DATASETS", "").split(":")
+                                                         if d])
 
     def export(self) -> None:
         """Put the settings that job processes need into the environment."""

@@ -19,8 +19,8 @@ HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 
 
 def register_all(app, settings) -> None:
-    from callbacks import compare, detection, explain, uncertainty
-    for module in (detection, explain, compare, uncertainty):
+    from callbacks import compare, detection, evaluate, explain, uncertainty
+    for module in (detection, explain, compare, uncertainty, evaluate):
         module.register(app, settings)
 
 

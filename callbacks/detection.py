@@ -36,7 +36,7 @@ def _error(message: str):
     return dbc.Alert(message, color="danger", dismissable=True, className="mt-2 mb-0 py-2")
 
 
-def _store(image, name: str, truth=None) -> dict:
+def store_image(image, name: str, truth=None) -> dict:
     return {"image_id": service.put_image(image), "width": image.width, "height": image.height,
             "name": name, "truth": truth}
 
@@ -48,17 +48,17 @@ def load_image(contents, _samples, _new_scene, filename, max_bytes: int = MAX_BY
     if trigger == ids.NEW_SCENE:
         seed = int(np.random.default_rng().integers(2_000_000, 3_000_000))  # held-out range
         image, truth = make_scene(seed)
-        return _store(image, f"scene {seed}", truth), ""
+        return store_image(image, f"scene {seed}", truth), ""
     if isinstance(trigger, dict):
         if not ctx.triggered[0]["value"]:
             return no_update, no_update
         kind, _, name = str(trigger.get("name", "")).partition(":")
         if kind == "scene" and name.isdigit() and int(name) in SCENE_SEEDS:
             image, truth = make_scene(int(name))
-            return _store(image, f"scene {name}", truth), ""
+            return store_image(image, f"scene {name}", truth), ""
         if kind == "photo" and name in _photos():
             with open(os.path.join(PHOTOS_DIR, name), "rb") as f:
-                return _store(decode_image(f.read()), name), ""
+                return store_image(decode_image(f.read()), name), ""
         return no_update, _error("There is no such sample.")
     if not contents:
         return no_update, no_update
@@ -67,7 +67,7 @@ def load_image(contents, _samples, _new_scene, filename, max_bytes: int = MAX_BY
         image = decode_image(data, max_bytes, max_pixels)
     except (ImageError, ValueError) as err:
         return no_update, _error(f"{filename or 'The file'}: {err} The previous image is still shown.")
-    return _store(image, filename or "upload"), ""
+    return store_image(image, filename or "upload"), ""
 
 
 def run_detection(image):
@@ -81,7 +81,7 @@ def run_detection(image):
         return {"image_id": image["image_id"], "detections": [], "error": failed("Detection", err)}
 
 
-def filter_detections(result, threshold, click, selected, picked):
+def filter_detections(result, threshold, click, selected, picked, pending=None):
     """Threshold and picker only filter the stored detections: never a model call."""
     if not result:
         return [], None, [], ""
@@ -98,8 +98,8 @@ def filter_detections(result, threshold, click, selected, picked):
         picked = point.get("customdata", picked)
     elif trigger == ids.TABLE and selected:
         picked = selected[0].get("index", picked)
-    elif trigger == ids.DETECTIONS_STORE:
-        picked = None
+    elif trigger == ids.DETECTIONS_STORE:  # a new image: nothing picked, unless it was opened to show one
+        picked = pending["query"] if pending and pending.get("image_id") == result.get("image_id") else None
     if picked not in shown:
         picked = None
     rows = [{"index": d["index"], "label": d["label"], "score": round(d["score"], 3),
@@ -152,7 +152,8 @@ def register(app, settings) -> None:
     app.callback(Output(ids.PICKER, "options"), Output(ids.PICKER, "value"), Output(ids.TABLE, "rowData"),
                  Output(ids.DETECTION_COUNT, "children"),
                  Input(ids.DETECTIONS_STORE, "data"), Input(ids.THRESHOLD, "value"), Input(ids.FIGURE, "clickData"),
-                 Input(ids.TABLE, "selectedRows"), State(ids.PICKER, "value"))(filter_detections)
+                 Input(ids.TABLE, "selectedRows"), State(ids.PICKER, "value"),
+                 State(ids.PENDING_PICK, "data"))(filter_detections)
     app.callback(Output(ids.FIGURE, "figure"), Output(ids.TABLE, "getRowStyle"),
                  Input(ids.DETECTIONS_STORE, "data"), Input(ids.THRESHOLD, "value"), Input(ids.PICKER, "value"),
                  Input(ids.SHOW_TRUTH, "value"), State(ids.IMAGE_STORE, "data"),

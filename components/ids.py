@@ -69,6 +69,20 @@ SANITY_RESULT = "sanity-result"
 SANITY_FIGURE = "sanity-figure"
 SANITY_INFO = "sanity-info"
 
+# tabs, and the Evaluate tab
+TABS = "tabs"
+PENDING_PICK = "pending-pick"     # a detection to pick once its image's detections arrive
+EVAL_SOURCE = "eval-source"
+EVAL_METHODS = "eval-methods"
+EVAL_RUN = "eval-run"
+EVAL_CANCEL = "eval-cancel"
+EVAL_PROGRESS = "eval-progress"
+EVAL_INFO = "eval-info"
+EVAL_FIGURES = "eval-figures"
+EVAL_WORST = "eval-worst"
+EVAL_WORST_GROUP = "eval-worst-group"
+EVAL_RESULT = "eval-result"
+
 # uncertainty (MC Dropout)
 MC_SAMPLES = "mc-samples"
 MC_DROPOUT = "mc-dropout"

@@ -77,18 +77,22 @@ def detection_panel():
     ]), className="mb-3")
 
 
-def page(info: dict, samples: list[dict], controls: list = (), panels: list = (), extra_choices=()):
-    """The whole page. `controls` / `panels`: the cards each feature adds (left column / main area)."""
+def page(info: dict, samples: list[dict], controls: list = (), panels: list = (), extra_choices=(), evaluate=None):
+    """The whole page. `controls` / `panels`: the cards each feature adds (left column / main area);
+    `evaluate`: the Evaluate tab's content."""
     return dbc.Container([
-        dcc.Store(id=ids.IMAGE_STORE), dcc.Store(id=ids.DETECTIONS_STORE),
+        dcc.Store(id=ids.IMAGE_STORE), dcc.Store(id=ids.DETECTIONS_STORE), dcc.Store(id=ids.PENDING_PICK),
         html.H3("DETR Interpretability Dashboard", className="mt-3"),
         html.P(f"What an object-detection transformer sees, and how sure it is. Model: {info['name']}",
                className="text-muted"),
         model_banner(info),
-        dbc.Row([
-            dbc.Col(dbc.Card(dbc.CardBody([upload_card(info, samples), html.Hr(), detection_controls(), *controls])),
-                    md=4, lg=3),
-            dbc.Col([detection_panel(), *panels], md=8, lg=9),
-        ]),
+        dbc.Tabs([
+            dbc.Tab(dbc.Row([
+                dbc.Col(dbc.Card(dbc.CardBody([upload_card(info, samples), html.Hr(), detection_controls(),
+                                               *controls])), md=4, lg=3),
+                dbc.Col([detection_panel(), *panels], md=8, lg=9),
+            ], className="mt-3"), label="Explain an image", tab_id="explain"),
+            dbc.Tab(evaluate, label="Evaluate on a dataset", tab_id="evaluate"),
+        ], id=ids.TABS, active_tab="explain"),
         guide(extra_choices),
     ], fluid=True, className="pb-5")

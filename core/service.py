@@ -152,6 +152,60 @@ def cached_sanity(image_key: str, query: int, methods: dict) -> dict | None:
     return cache.store().get(_comparison_key("sanity", image_key, query, methods))
 
 
+def _evaluation_key(source: dict, values: dict, methods: list[str]) -> str:
+    return cache.key("evaluate", model().name, source, values, sorted(methods))
+
+
+def evaluation_request(source: dict, values: dict, methods) -> tuple[dict, dict, list[str]]:
+    """(source, values, methods) checked against their declarations (ParamError), defaults filled in.
+    source: {"kind": "demo", "scenes", "scene_seed"} or {"kind": "folder", "path"} (a folder the
+    operator configured: the page sends an index into that list, never a path)."""
+    from core.evaluation import coco
+    from core.evaluation.evaluate import PARAMS, check_methods
+    if source.get("kind") == "demo":
+        demo = P.validate((coco.DEMO_SCENES, coco.DEMO_SEED), {k: source.get(k) for k in ("scenes", "scene_seed")})
+        source = {"kind": "demo", **demo}
+    elif source.get("kind") != "folder":
+        raise P.ParamError("Choose the demo scenes or one of the configured datasets.")
+    return source, P.validate(PARAMS, values), check_methods(methods)
+
+
+def evaluation(source: dict, values: dict, methods: list[str], progress=None) -> dict:
+    """core.evaluation.evaluate.evaluate of a checked request (evaluation_request), cached per
+    (model, source, settings, methods)."""
+    from core.evaluation import coco
+    from core.evaluation.evaluate import evaluate
+    loaded = model()
+    source, values, methods = evaluation_request(source, values, methods)
+
+    def compute():
+        _count_model_call()
+        if source["kind"] == "demo":
+            dataset = coco.demo_dataset(source["scenes"], source["scene_seed"], loaded.id2label)
+        else:
+            dataset = coco.load_folder(source["path"], loaded.id2label)
+        return evaluate(loaded, dataset, methods=methods, progress=progress, **values)
+    return cache.memo(_evaluation_key(source, values, methods), compute)
+
+
+def cached_evaluation(source: dict, values: dict, methods: list[str]) -> dict | None:
+    return cache.store().get(_evaluation_key(source, values, methods))
+
+
+def evaluation_image(source: dict, image_id: int):
+    """(image, true objects [{"label", "box"}]) of one image of an evaluated dataset, to open it."""
+    from core.evaluation import coco
+    id2label = model().id2label
+    if source["kind"] == "demo":
+        dataset = coco.demo_dataset(1, source["scene_seed"] + int(image_id) - 1, id2label)
+        entry, objects = dataset.images[0], dataset.truth(1)
+    else:
+        dataset = coco.load_folder(source["path"], id2label)
+        entry = next(i for i in dataset.images if i["id"] == int(image_id))
+        objects = dataset.truth(entry["id"])
+    return dataset.load(entry), [{"label": o["label"], "box": o["box"]} for o in objects]
+
+
 def uncertainty_key(model_name: str, image_key: str, samples: int, p: float, seed: int) -> str:
     return cache.key("uncertainty", model_name, image_key, int(samples), float(p), int(seed))
 

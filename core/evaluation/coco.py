@@ -23,6 +23,14 @@ import numpy as np
 from PIL import Image
 
 
+from core import params as P
+
+# the generated demo scenes as a dataset (the Evaluate tab; `python -m app scenes` writes them as files)
+DEMO_SCENES = P.Param("scenes", "int", 50, "How many generated scenes to evaluate.", label="Scenes", min=1, max=1000)
+DEMO_SEED = P.Param("scene_seed", "int", 1_000_000, "Seed of the first scene; from 1000000 on the scenes were never "
+                    "used in training.", label="First scene seed", min=1_000_000, max=2**31 - 1)
+
+
 class DatasetError(ValueError):
     """An unusable dataset; the message is meant for the person who named it."""
 
