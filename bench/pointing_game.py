@@ -11,7 +11,7 @@ logit as target) and ODAM's combined map is scored two ways:
 Both also on ODAM's stricter subset: detections with IoU > 0.9 to a true box of the same class.
 All layers come from one forward and one batched backward of the five targets per detection.
 Then the line to paste: each variant at its best layer (by pointing game).
---odam-timing: compute_odam with is_grads_batched vs five retain_graph backwards (median of 20).
+--odam-timing: compute_odam with is_grads_batched vs five retain_graph backwards (interleaved runs).
 """
 from __future__ import annotations
 
@@ -50,18 +50,25 @@ def all_maps(loaded, pixels, query: int, layers: list[str]) -> dict[str, dict[st
     return result
 
 
-def odam_timing(loaded, image, query: int) -> dict[str, float]:
+def odam_timing(loaded, seed: int, scenes: int = 10, repeat: int = 10) -> dict[str, float]:
+    """Median and minimum seconds of compute_odam with one batched backward vs five retain_graph
+    backwards: two detections of each of `scenes` scenes, `repeat` times, the two ways interleaved."""
+    from core.demo.scenes import make_scene
     from core.methods.odam import compute_odam
-    pixels = loaded.pixel_values(image)
-    out = {}
-    for batched in (True, False, True, False):  # interleaved, the first of each a warm-up
-        runs = []
-        for _ in range(20):
-            start = time.perf_counter()
-            compute_odam(loaded, pixels, query, {}, batched=batched)
-            runs.append(time.perf_counter() - start)
-        out["is_grads_batched" if batched else "retain_graph loop"] = statistics.median(runs)
-    return out
+    from core.models.detection import above, detect
+    runs = {True: [], False: []}
+    for s in range(seed, seed + scenes):
+        image, _ = make_scene(s)
+        pixels = loaded.pixel_values(image)
+        for det in above(detect(loaded, image), 0.7)[:2]:
+            for rep in range(repeat):
+                for batched in (True, False) if rep % 2 else (False, True):
+                    start = time.perf_counter()
+                    compute_odam(loaded, pixels, det["index"], {}, batched=batched)
+                    runs[batched].append(time.perf_counter() - start)
+    return {f"{name} {stat.__name__}": stat(runs[b]) for name, b in (("is_grads_batched", True),
+                                                                      ("retain_graph loop", False))
+            for stat in (statistics.median, min)}
 
 
 def main() -> None:
@@ -124,9 +131,7 @@ def main() -> None:
         print(f"    {method:<20} {labels[layer]:<18} {pg:.3f} / {np.nanmean(energy[layer, method, 'all']):.3f}  |  "
               f"{np.mean(hits[layer, method, 'iou>0.9']):.3f} / {np.nanmean(energy[layer, method, 'iou>0.9']):.3f}")
     if args.odam_timing:
-        image, _ = make_scene(args.seed)
-        query = above(detect(loaded, image), 0.7)[0]["index"]
-        print("compute_odam, median of 20 (s):", {k: round(v, 5) for k, v in odam_timing(loaded, image, query).items()})
+        print("compute_odam seconds:", {k: round(v, 5) for k, v in odam_timing(loaded, args.seed).items()})
 
 
 if __name__ == "__main__":

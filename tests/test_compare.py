@@ -155,6 +155,17 @@ def test_service_caches_and_reuses_explanations(served, rgb_image):
     assert service.cached_comparison(key, 1, methods, [0, 0, 5, 5]) is None  # another truth box: another entry
 
 
+def test_switching_cam_variant_is_a_lookup(served, rgb_image):
+    from core.methods.gradcam import VARIANTS
+    key = service.put_image(rgb_image)
+    first = service.explanation(key, 1, DEFAULT_VARIANT, {})
+    before = service.model_calls()
+    maps = {v: service.explanation(key, 1, v, {}) for v in VARIANTS}
+    assert service.model_calls() == before
+    np.testing.assert_array_equal(maps[DEFAULT_VARIANT].heatmap, first.heatmap)
+    assert not np.array_equal(maps["gradcam++"].heatmap, first.heatmap)
+
+
 def _in_context(trigger, fn, *args):
     def run():
         context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f"{trigger}.value", "value": 1}],
