@@ -78,7 +78,10 @@ def explain_all(loaded, pixel_values, query: int, methods: dict[str, dict], prog
     key = {name: (REGISTRY[name].family, json.dumps(full[name], sort_keys=True, default=str)) for name in methods}
     done, out, seconds = {}, {}, {}
     if explain is None:
-        done, seconds = _joint(loaded, pixel_values, query, full, key, _sub_progress(progress, 0, len(methods)))
+        start = time.perf_counter()
+        shared = shared_pass(loaded, pixel_values, query, full, _sub_progress(progress, 0, len(methods)))
+        done = {key[n]: result for n, result in shared.items()}
+        seconds = {n: (time.perf_counter() - start) / len(shared) for n in shared}
     for k, name in enumerate(methods):
         sub = _sub_progress(progress, k, len(methods))
         start = time.perf_counter()
@@ -94,23 +97,24 @@ def explain_all(loaded, pixel_values, query: int, methods: dict[str, dict], prog
     return out, seconds
 
 
-def _joint(loaded, pixel_values, query: int, full: dict, key: dict, progress) -> tuple[dict, dict]:
-    """({family key: results}, {name: seconds}) of core.methods.joint for the class-logit CAM
-    members (the first one's params), attention and class-logit relevance, when it serves more than
-    one family; the pass's time is shared equally among the methods it serves."""
+def shared_pass(loaded, pixel_values, query: int, full: dict[str, dict], progress: Progress | None = None) -> dict:
+    """name -> its family's results (method -> Explanation) for the methods that core.methods.joint
+    serves in one forward and one backward: the class-logit CAM members with the first one's params,
+    attention, and class-logit relevance; {} when that would serve fewer than two families (then
+    each family's own computation is as cheap). `full`: name -> full (validated) params. A cache
+    can store each result under its family's key as if each family had been computed alone."""
     from core.methods.joint import compute_joint
-    family = {name: k[0] for name, k in key.items()}
+    from core.methods.registry import METHODS as REGISTRY
+    family = {n: REGISTRY[n].family for n in full}
     cam = next((n for n in full if family[n] == "cam" and full[n]["target"] == "class"), None)
     attention = next((n for n in full if family[n] == "attention"), None)
     relevance = next((n for n in full if family[n] == "relevance" and full[n]["target"] == "class"), None)
     if cam is None or (attention is None and relevance is None):
-        return {}, {}
-    start = time.perf_counter()
+        return {}
     result = compute_joint(loaded, pixel_values, query, full[cam], attention and full[attention],
                            relevance and full[relevance], progress)
-    served = [n for n in full if key[n] in {key[m] for m in (cam, attention, relevance) if m}]
-    share = (time.perf_counter() - start) / len(served)
-    return {key[n]: result for n in served}, {n: share for n in served}
+    served = {(family[m], json.dumps(full[m], sort_keys=True, default=str)) for m in (cam, attention, relevance) if m}
+    return {n: result for n in full if (family[n], json.dumps(full[n], sort_keys=True, default=str)) in served}
 
 
 def score_all(loaded, pixel_values, query: int, maps: dict, gt_box=None, image_size=None, steps: int = STEPS,
