@@ -40,6 +40,7 @@ def test_matches_an_independent_computation(tiny, pixels, layer):
     assert expected.max() == pytest.approx(1.0) and result.heatmap.dtype == np.float32
     np.testing.assert_allclose(result.heatmap, expected, atol=1e-5)
     assert result.info["layer"] == name and result.info["targets"] == list(TARGETS)
+    assert result.info["target"] == "class+cx+cy+w+h" and result.info["method"] == "odam"
     assert len(result.info["target_peaks"]) == 5 and min(result.info["target_peaks"]) > 0
 
 

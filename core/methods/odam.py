@@ -79,7 +79,8 @@ def compute_odam(loaded, pixel_values: torch.Tensor, query: int, params: dict,
     a = as_map(captured[layer][0].detach(), grid)
     maps = target_maps(a, torch.stack([as_map(g[0], grid) for g in grads]))
     labels = dict(layer_choices(model))
-    info = {"layer": layer, "layer_label": labels.get(layer, layer), "targets": list(TARGETS),
+    info = {"layer": layer, "layer_label": labels.get(layer, layer), "target": "+".join(TARGETS),
+            "targets": list(TARGETS),
             "target_values": [float(s) for s in scores.detach()],
             "target_peaks": [float(p) for p in maps.amax(dim=(1, 2))],
             "class_index": class_index, "query": int(query), "method": "odam"}
