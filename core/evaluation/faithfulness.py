@@ -78,8 +78,8 @@ def perturbation_curves_many(image: torch.Tensor, baseline: torch.Tensor, heatma
         if name is None:
             return image[0] if mode == "image" else baseline[0]
         top = ranks[name] < n
-        removed, kept = (baseline[0], image[0]) if mode == "deletion" else (image[0], baseline[0])
-        return torch.where(top, removed, kept)
+        top_value, rest = (baseline[0], image[0]) if mode == "deletion" else (image[0], baseline[0])
+        return torch.where(top, top_value, rest)
 
     scores = []
     for start in range(0, len(jobs), batch_size):
