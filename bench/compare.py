@@ -8,7 +8,10 @@ label matches a true box at IoU >= 0.5 (the best such box is its truth). Per met
 mean deletion AUC (lower is better), insertion AUC (higher), energy pointing game against the true
 box (share of the map's positive mass inside it) and the pointing-game hit rate (the map's maximum
 inside the true box). Then the wall time of one full comparison (every map and its scores, nothing
-cached) against one no-grad forward of the same image.
+cached) against one no-grad forward of the same image, and its breakdown by stage: "passes" (the
+maps' forwards and backwards: one joint pass for the CAM family, attention and relevance, one for
+ODAM), "IG" (Integrated Gradients' path) and "faithfulness" (the deletion / insertion curves of
+every map, batched together); medians over all compared detections.
 """
 from __future__ import annotations
 
@@ -65,12 +68,17 @@ def main() -> None:
     methods = default_methods()
     scores = {m: {"deletion_auc": [], "insertion_auc": [], "pointing_game_gt": [], "hit": []} for m in METHODS}
     objects, seconds, first = 0, [], None
+    stages = {"passes": [], "IG": [], "faithfulness": []}
     for seed in range(args.seed, args.seed + args.scenes):
         image, truth = make_scene(seed)
         pixels = loaded.pixel_values(image)
         for det, box in correct_detections(detect(loaded, image), truth, args.score, args.iou):
             result = compare(loaded, pixels, det["index"], methods, gt_box=box, image_size=image.size)
             seconds.append(result["seconds"]["total"])
+            explain = result["seconds"]["explain"]
+            stages["passes"].append(sum(v for n, v in explain.items() if n != "ig"))
+            stages["IG"].append(explain.get("ig", 0.0))
+            stages["faithfulness"].append(sum(result["seconds"]["faithfulness"].values()))
             first = first or (pixels, det["index"], box, image.size)
             objects += 1
             for name, m in result["methods"].items():
@@ -90,20 +98,22 @@ def main() -> None:
             forward = median_seconds(lambda: loaded.model(pixel_values=pixels), 5)
         report.update(compare_seconds=statistics.median(seconds), forward_seconds=forward,
                       compare_over_forward=statistics.median(seconds) / forward,
+                      stages_over_forward={k: statistics.median(v) / forward for k, v in stages.items()},
                       input_size=list(pixels.shape[-2:]))
     if args.json:
         print(json.dumps(report))
         return
     print(f"{loaded.name}: {objects} correctly detected objects in {args.scenes} held-out scenes "
           f"(score >= {args.score}, IoU >= {args.iou}); IG {methods['ig']}; {report['threads']} threads")
-    print(f"{'method':<12} {'deletion AUC':>13} {'insertion AUC':>14} {'pointing (truth)':>17} {'hit rate':>9}")
+    print(f"{'method':<20} {'deletion AUC':>13} {'insertion AUC':>14} {'pointing (truth)':>17} {'hit rate':>9}")
     for name, s in report["methods"].items():
         cells = [f"{s[k]:.3f}" if s[k] is not None else "-" for k in
                  ("deletion_auc", "insertion_auc", "pointing_game_gt", "pointing_hit_rate")]
-        print(f"{name:<12} {cells[0]:>13} {cells[1]:>14} {cells[2]:>17} {cells[3]:>9}")
+        print(f"{name:<20} {cells[0]:>13} {cells[1]:>14} {cells[2]:>17} {cells[3]:>9}")
     if first:
         print(f"one comparison {report['compare_seconds']:.2f} s (median) = {report['compare_over_forward']:.0f}x "
-              f"one no-grad forward ({1000 * report['forward_seconds']:.1f} ms at {report['input_size']})")
+              f"one no-grad forward ({1000 * report['forward_seconds']:.1f} ms at {report['input_size']}); by stage: "
+              + ", ".join(f"{k} {v:.0f}x" for k, v in report["stages_over_forward"].items()))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
-"""Pointing game of Grad-CAM / Grad-CAM++ on the demo model over held-out scenes, layer by layer.
+"""Pointing game of every CAM variant and ODAM on the demo model over held-out scenes, per layer.
 
-  python -m bench.pointing_game [--scenes 300] [--seed 1000000] [--layer NAME|all]
+  python -m bench.pointing_game [--scenes 300] [--seed 1000000] [--model demo] [--odam-timing]
 
-For every correct detection (score >= 0.7, same label as a true object at IoU >= 0.5) the map's
-maximum (at the layer's resolution, cell centre in image pixels) should fall inside the
-detection's own box: the map explains this detection, not another. Two references from the same
-backward show whether the layer's gradients themselves know where the detection is: "|gradient|"
-(sum over channels of |dY/dA|) and "gradient x activation" (ReLU of the channel sum of
-dY/dA * A, i.e. Grad-CAM without averaging the gradients over the map).
+For every correct detection (score >= 0.7, same label as a true object at IoU >= 0.5) and every
+layer of core.methods.gradcam.layer_choices, each map of core.methods.gradcam.VARIANTS (class
+logit as target) and ODAM's combined map is scored two ways:
+- pointing game: the map's maximum (at the layer's resolution, cell centre in image pixels) lies
+  inside the detection's own box: the map explains this detection, not another;
+- energy pointing: the share of the map's positive mass (resized to the image) inside that box.
+Both also on ODAM's stricter subset: detections with IoU > 0.9 to a true box of the same class.
+All layers come from one forward and one batched backward of the five targets per detection.
+Then the line to paste: each variant at its best layer (by pointing game).
+--odam-timing: compute_odam with is_grads_batched vs five retain_graph backwards (interleaved runs).
 """
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import numpy as np
 import torch
@@ -24,19 +30,45 @@ def hit(heatmap: np.ndarray, box, width: int, height: int) -> bool:
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
-def maps(loaded, pixels, query: int, layer: str) -> dict[str, np.ndarray]:
-    """Grad-CAM, Grad-CAM++ and the two gradient references of one detection at `layer`."""
-    from core.methods.gradcam import _activation, cam_maps
-    from core.methods.targets import predicted_class, target_score
-    module = dict(loaded.model.named_modules())[layer]
-    with torch.enable_grad(), _activation(module) as captured:
-        outputs = loaded.model(pixel_values=pixels)
-        score = target_score(outputs, query, "class", predicted_class(outputs.logits, query))[0]
-        (gradients,) = torch.autograd.grad(score, captured[0])
-    a, g = captured[0][0].detach(), gradients[0]
-    gradcam, gradcampp = cam_maps(a, g)
-    return {"gradcam": gradcam.numpy(), "gradcam++": gradcampp.numpy(), "|gradient|": g.abs().sum(0).numpy(),
-            "gradient x activation": torch.relu((g * a).sum(0)).numpy()}
+def all_maps(loaded, pixels, query: int, layers: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """layer -> method -> map, for every CAM variant and ODAM, from one forward and one backward."""
+    from core.methods.gradcam import as_map, cam_maps, forward_and_capture
+    from core.methods.odam import combine, target_gradients, target_maps
+    from core.methods.targets import TARGETS, predicted_class, target_score
+    with torch.enable_grad():
+        outputs, captured, grid = forward_and_capture(loaded.model, pixels, layers)
+        cls = predicted_class(outputs.logits, query)
+        scores = torch.stack([target_score(outputs, query, t, cls)[0] for t in TARGETS])
+        grads = target_gradients(scores, [captured[n] for n in layers])
+    result = {}
+    for name, g in zip(layers, grads):
+        a = as_map(captured[name][0].detach(), grid)
+        g = torch.stack([as_map(gt[0], grid) for gt in g])
+        maps = {m: v.numpy() for m, v in cam_maps(a, g[0]).items()}
+        maps["odam"] = combine(target_maps(a, g)).numpy()
+        result[name] = maps
+    return result
+
+
+def odam_timing(loaded, seed: int, scenes: int = 10, repeat: int = 10) -> dict[str, float]:
+    """Median and minimum seconds of compute_odam with one batched backward vs five retain_graph
+    backwards: two detections of each of `scenes` scenes, `repeat` times, the two ways interleaved."""
+    from core.demo.scenes import make_scene
+    from core.methods.odam import compute_odam
+    from core.models.detection import above, detect
+    runs = {True: [], False: []}
+    for s in range(seed, seed + scenes):
+        image, _ = make_scene(s)
+        pixels = loaded.pixel_values(image)
+        for det in above(detect(loaded, image), 0.7)[:2]:
+            for rep in range(repeat):
+                for batched in (True, False) if rep % 2 else (False, True):
+                    start = time.perf_counter()
+                    compute_odam(loaded, pixels, det["index"], {}, batched=batched)
+                    runs[batched].append(time.perf_counter() - start)
+    return {f"{name} {stat.__name__}": stat(runs[b]) for name, b in (("is_grads_batched", True),
+                                                                      ("retain_graph loop", False))
+            for stat in (statistics.median, min)}
 
 
 def main() -> None:
@@ -44,37 +76,62 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1_000_000)
     parser.add_argument("--model", default="demo")
-    parser.add_argument("--layer", default=None, help="module name, or 'all' (default: the Grad-CAM default layer)")
+    parser.add_argument("--odam-timing", action="store_true")
     args = parser.parse_args()
     from app.cli import _quiet
     _quiet()
-    from core.models.detection import above, detect
-    from core.methods.gradcam import default_layer, layer_choices
-    from core.evaluation.metrics import box_iou
-    from core.models.loading import load_model
     from core.demo.scenes import make_scene
+    from core.evaluation.faithfulness import energy_pointing_game
+    from core.evaluation.metrics import box_iou
+    from core.methods.gradcam import layer_choices
+    from core.models.detection import above, detect
+    from core.models.loading import load_model
 
     loaded = load_model(args.model)
     labels = dict(layer_choices(loaded.model))
-    layers = list(labels) if args.layer == "all" else [args.layer or default_layer(loaded.model)]
-    hits = {layer: {} for layer in layers}
-    count = 0
+    layers = list(labels)
+    # layer -> method -> subset -> [hits], [energies]
+    hits, energy, count = {}, {}, {"all": 0, "iou>0.9": 0}
     for seed in range(args.seed, args.seed + args.scenes):
         image, truth = make_scene(seed)
         pixels = loaded.pixel_values(image)
         for det in above(detect(loaded, image), 0.7):
             same = [o["box"] for o in truth if o["label"] == det["label"]]
-            if not same or box_iou([det["box"]], same).max() < 0.5:
+            iou = box_iou([det["box"]], same).max() if same else 0.0
+            if iou < 0.5:
                 continue
-            count += 1
-            for layer in layers:
-                for name, heatmap in maps(loaded, pixels, det["index"], layer).items():
-                    hits[layer][name] = hits[layer].get(name, 0) + hit(heatmap, det["box"], image.width, image.height)
-    print(f"{args.scenes} scenes, {count} correct detections at score >= 0.7; "
-          f"share of maps whose maximum is inside the detection's box:")
+            subsets = ["all"] + (["iou>0.9"] if iou > 0.9 else [])
+            for s in subsets:
+                count[s] += 1
+            for layer, maps in all_maps(loaded, pixels, det["index"], layers).items():
+                for method, m in maps.items():
+                    h = hit(m, det["box"], image.width, image.height)
+                    e = energy_pointing_game(m, det["box"], image.size)
+                    for s in subsets:
+                        hits.setdefault((layer, method, s), []).append(h)
+                        energy.setdefault((layer, method, s), []).append(e)
+    methods = list(next(iter(all_maps(loaded, pixels, det["index"], layers[:1]).values())))
+    print(f"{loaded.name}: {args.scenes} scenes from seed {args.seed}, {count['all']} correct detections at "
+          f"score >= 0.7 ({count['iou>0.9']} with IoU > 0.9 to a true box of their class); "
+          f"pointing game / energy pointing (all | IoU > 0.9):")
+    best = {}
     for layer in layers:
-        print(f"{labels.get(layer, layer)} ({layer}): "
-              + ", ".join(f"{name} {n / max(count, 1):.3f}" for name, n in hits[layer].items()))
+        print(f"{labels[layer]} ({layer}):")
+        for method in methods:
+            cells = []
+            for s in ("all", "iou>0.9"):
+                pg, ep = np.mean(hits[layer, method, s]), np.nanmean(energy[layer, method, s])
+                cells.append(f"{pg:.3f} / {ep:.3f}")
+            print(f"    {method:<20} {cells[0]}  |  {cells[1]}")
+            pg = np.mean(hits[layer, method, "all"])
+            if method not in best or pg > best[method][1]:
+                best[method] = (layer, pg)
+    print("best layer per method (pointing game, all):")
+    for method, (layer, pg) in best.items():
+        print(f"    {method:<20} {labels[layer]:<18} {pg:.3f} / {np.nanmean(energy[layer, method, 'all']):.3f}  |  "
+              f"{np.mean(hits[layer, method, 'iou>0.9']):.3f} / {np.nanmean(energy[layer, method, 'iou>0.9']):.3f}")
+    if args.odam_timing:
+        print("compute_odam seconds:", {k: round(v, 5) for k, v in odam_timing(loaded, args.seed).items()})
 
 
 if __name__ == "__main__":

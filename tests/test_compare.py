@@ -13,10 +13,12 @@ from PIL import Image
 
 from core import cache, service
 from core.methods.attention import compute_attention
-from core.evaluation.compare import (METHODS, compare, default_methods, match_truth, normalise, rank, summary)
+from core.evaluation.compare import (METHODS, compare, default_methods, explain_all, match_truth, normalise, rank,
+                                     summary)
 from core.models.detection import postprocess
 from core.evaluation.faithfulness import energy_pointing_game
-from core.methods.gradcam import compute_cams
+from core.methods.gradcam import DEFAULT_VARIANT, compute_cams
+from core.methods.registry import METHODS as REGISTRY
 
 FAST_IG = {"steps": 8}
 
@@ -98,6 +100,36 @@ def test_compare_on_tiny(tiny, rgb_image):
     assert report["wall_seconds"] >= sum(report["methods"]["ig"]["seconds"].values())
 
 
+def test_default_methods_include_the_instance_specific_ones():
+    assert DEFAULT_VARIANT in METHODS and "odam" in METHODS and set(default_methods()) == set(METHODS)
+
+
+def test_joint_pass_gives_each_method_its_own_map_in_one_forward_and_backward(tiny, rgb_image, monkeypatch):
+    x = tiny.pixel_values(rgb_image)
+    methods = {n: p for n, p in default_methods().items() if n not in ("ig", "odam")}
+    own = {n: REGISTRY[n].compute(tiny, x, 2, {**REGISTRY[n].defaults, **p})[n] for n, p in methods.items()}
+    forwards, backwards = [], []
+    handle = tiny.model.register_forward_pre_hook(lambda m, i: forwards.append(1))
+    grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: backwards.append(1) or grad(*a, **k))
+    try:
+        joint, _ = explain_all(tiny, x, 2, methods)
+    finally:
+        handle.remove()
+    assert len(forwards) == 1 and len(backwards) == 1  # CAM family, attention and relevance together
+    for n in methods:
+        np.testing.assert_array_equal(joint[n].heatmap, own[n].heatmap)
+        assert joint[n].info == own[n].info
+    # a box target is another scalar: relevance gets its own pass
+    forwards.clear()
+    handle = tiny.model.register_forward_pre_hook(lambda m, i: forwards.append(1))
+    try:
+        explain_all(tiny, x, 2, {**methods, "relevance": {"target": "cx"}})
+    finally:
+        handle.remove()
+    assert len(forwards) == 2
+
+
 @pytest.fixture
 def served(tiny, monkeypatch, tmp_path):
     """The tiny model served from a private cache; jobs keep the test process' threads."""
@@ -115,12 +147,23 @@ def test_service_caches_and_reuses_explanations(served, rgb_image):
     service.explanation(key, 1, "attention", {})  # computed earlier by the explanation card
     before = service.model_calls()
     first = service.comparison(key, 1, methods)
-    assert service.model_calls() == before + 4  # cam, ig and relevance families, and the scores
+    assert service.model_calls() == before + 5  # cam, odam, ig and relevance families, and the scores
     assert all(service.cached_explanation(key, 1, n, p) is not None for n, p in methods.items())
     again = service.comparison(key, 1, methods)
-    assert service.model_calls() == before + 4
+    assert service.model_calls() == before + 5
     assert again["ranking"] == first["ranking"]
     assert service.cached_comparison(key, 1, methods, [0, 0, 5, 5]) is None  # another truth box: another entry
+
+
+def test_switching_cam_variant_is_a_lookup(served, rgb_image):
+    from core.methods.gradcam import VARIANTS
+    key = service.put_image(rgb_image)
+    first = service.explanation(key, 1, DEFAULT_VARIANT, {})
+    before = service.model_calls()
+    maps = {v: service.explanation(key, 1, v, {}) for v in VARIANTS}
+    assert service.model_calls() == before
+    np.testing.assert_array_equal(maps[DEFAULT_VARIANT].heatmap, first.heatmap)
+    assert not np.array_equal(maps["gradcam++"].heatmap, first.heatmap)
 
 
 def _in_context(trigger, fn, *args):
@@ -164,8 +207,9 @@ def test_callbacks_compute_draw_and_export(served, rgb_image, monkeypatch):
     assert ref["methods"]["ig"]["sigma"] == 8 and isinstance(ref["methods"]["ig"]["sigma"], int)
 
     cells, rows, style, info = cb.draw_comparison(ref, "minmax", 3, image, dets)
-    assert len(cells) == 5 and len(rows) == 5 and style["display"] == "block"
-    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5] and {r["method"] for r in rows} == set(cb.LABELS.values())
+    n = len(METHODS)
+    assert len(cells) == n and len(rows) == n and style["display"] == "block"
+    assert [r["rank"] for r in rows] == list(range(1, n + 1)) and {r["method"] for r in rows} == set(cb.LABELS.values())
     result = service.cached_comparison(key, 3, ref["methods"], ref["gt_box"])
     best = result["ranking"][0]["method"]
     assert rows[0]["method"] == cb.LABELS[best]
@@ -173,11 +217,11 @@ def test_callbacks_compute_draw_and_export(served, rgb_image, monkeypatch):
     for k, g in enumerate(graphs):  # every panel's hover carries every method; its own values are its z
         hover = g.figure.data[1]
         custom = np.asarray(hover.customdata)
-        assert custom.shape[-1] == 5
+        assert custom.shape[-1] == n
         np.testing.assert_allclose(np.asarray(hover.z), custom[..., k], atol=5e-4)
         assert all(cb.LABELS[n] in hover.hovertemplate for n in METHODS)
-    np.testing.assert_array_equal(np.asarray(graphs[0].figure.data[1].customdata), graphs[4].figure.data[1].customdata)
-    assert "IG (comparison defaults): blur (sigma 8), 8 steps, 85x64 px" in str(cells[2])
+    np.testing.assert_array_equal(np.asarray(graphs[0].figure.data[1].customdata), graphs[-1].figure.data[1].customdata)
+    assert "IG (comparison defaults): blur (sigma 8), 8 steps, 85x64 px" in str(cells[METHODS.index("ig")])
     ranked = cb.draw_comparison(ref, "rank", 3, image, dets)[0][0].children.children[1].figure.data[1].customdata
     assert not np.array_equal(np.asarray(ranked), np.asarray(graphs[0].figure.data[1].customdata))
     assert cb.draw_comparison(ref, "minmax", 2, image, dets)[0] == []  # another detection picked: nothing stale

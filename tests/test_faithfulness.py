@@ -6,8 +6,8 @@ import torch
 
 from core.methods.baselines import to_pixels
 from core.models.detection import postprocess
-from core.evaluation.faithfulness import (auc, energy_pointing_game, faithfulness, perturbation_curves, pixel_ranks,
-                               removal_baseline)
+from core.evaluation.faithfulness import (auc, energy_pointing_game, faithfulness, faithfulness_many,
+                                         perturbation_curves, perturbation_curves_many, pixel_ranks, removal_baseline)
 
 # Toy "model": the score is the mean of the top-left 2x2 region of a 4x4 image (all channels).
 IMAGE, BASELINE = torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
@@ -42,10 +42,31 @@ def test_low_resolution_map_is_resized_and_batching_changes_nothing():
     calls = []
     counted = lambda images: calls.append(len(images)) or region_mean(images)
     c1 = perturbation_curves(IMAGE, BASELINE, coarse, counted, steps=4, batch_size=3)
-    assert calls == [3, 3, 3, 1]  # 2 curves x 5 points in batches of 3
+    assert calls == [3, 3, 2]  # the image, the baseline, then 2 curves x 3 inner points, in batches of 3
     c2, deletion, _ = curves_and_aucs(coarse, batch_size=1)
     np.testing.assert_array_equal(c1["deletion"], c2["deletion"])
     assert deletion == pytest.approx(0.125)
+
+
+def test_many_maps_share_batches_and_give_each_its_own_curves(tiny, rgb_image):
+    maps = {n: np.random.default_rng(seed).random((4, 4)) for n, seed in (("a", 1), ("b", 2), ("c", 3))}
+    calls = []
+    counted = lambda images: calls.append(len(images)) or region_mean(images)
+    many = perturbation_curves_many(IMAGE, BASELINE, maps, counted, steps=4, batch_size=8)
+    assert calls == [8, 8, 4]  # the image and the baseline once, then 3 maps x 2 curves x 3 inner points
+    for name, m in maps.items():
+        one = perturbation_curves(IMAGE, BASELINE, m, region_mean, steps=4)
+        np.testing.assert_array_equal(many[name]["deletion"], one["deletion"])
+        np.testing.assert_array_equal(many[name]["insertion"], one["insertion"])
+    x = tiny.pixel_values(rgb_image)
+    maps = {n: np.random.default_rng(seed).random((8, 10)) for n, seed in (("a", 1), ("b", 2))}
+    together = faithfulness_many(tiny, x, 2, maps, steps=4, batch_size=5)
+    for name, m in maps.items():
+        alone = faithfulness(tiny, x, 2, m, steps=4)
+        for mode in ("deletion", "insertion"):
+            np.testing.assert_allclose(together[name]["curves"][mode]["matched"], alone["curves"][mode]["matched"],
+                                       rtol=1e-5, atol=1e-6)
+        assert together[name]["pointing_game"] == alone["pointing_game"]
 
 
 def test_auc_by_hand():

@@ -15,12 +15,15 @@ import time
 import numpy as np
 
 from core.methods.explanation import Progress
-from core.evaluation.faithfulness import STEPS, faithfulness
+from core.evaluation.faithfulness import STEPS, faithfulness_many
 from core.evaluation.metrics import box_iou
+from core.methods.gradcam import DEFAULT_VARIANT
 from core.methods.integrated_gradients import DEFAULTS as IG_PARAMS_DEFAULTS
 from core.evaluation.sanity import _ranks
 
-METHODS = ("gradcam", "gradcam++", "ig", "attention", "relevance")
+# the measured default instance-specific CAM variant (core.methods.gradcam.DEFAULT_VARIANT) and ODAM
+# beside the classic ones
+METHODS = ("gradcam", "gradcam++", DEFAULT_VARIANT, "odam", "ig", "attention", "relevance")
 # the IG settings a comparison takes from the explanation card (the declared defaults otherwise)
 IG_DEFAULTS = {k: IG_PARAMS_DEFAULTS[k] for k in ("baseline", "steps", "sigma", "resolution")}
 NORMALISATIONS = {
@@ -35,8 +38,8 @@ CRITERIA = (("deletion_auc", False), ("insertion_auc", True), ("pointing_game", 
 def default_methods(ig: dict | None = None, layer: str | None = None) -> dict[str, dict]:
     """name -> params for every method: the class score as target, `ig` over IG_DEFAULTS."""
     cam = {"layer": layer, "target": "class"}
-    return {"gradcam": cam, "gradcam++": cam, "ig": {**IG_DEFAULTS, **(ig or {}), "target": "class"},
-            "attention": {}, "relevance": {"target": "class"}}
+    return {"gradcam": cam, "gradcam++": cam, DEFAULT_VARIANT: cam, "odam": {"layer": layer},
+            "ig": {**IG_DEFAULTS, **(ig or {}), "target": "class"}, "attention": {}, "relevance": {"target": "class"}}
 
 
 def normalise(heatmap, how: str = "minmax") -> np.ndarray:
@@ -67,35 +70,62 @@ def match_truth(box, label: str, truth: list[dict] | None, min_iou: float = 0.0)
 def explain_all(loaded, pixel_values, query: int, methods: dict[str, dict], progress: Progress | None = None,
                 explain=None) -> tuple[dict, dict]:
     """(name -> Explanation, name -> seconds). Methods of one family with the same params share one
-    computation. `explain(name, params, progress)`, if given, is used instead (the service's cache)."""
+    computation, and the CAM family, attention and relevance share one forward and one backward
+    where they explain the class logit (core.methods.joint). `explain(name, params, progress)`, if
+    given, is used instead (the service's cache, one computation per family)."""
     from core.methods.registry import METHODS as REGISTRY  # the registry imports every method module
+    full = {name: {**REGISTRY[name].defaults, **params} for name, params in methods.items()}
+    key = {name: (REGISTRY[name].family, json.dumps(full[name], sort_keys=True, default=str)) for name in methods}
     done, out, seconds = {}, {}, {}
-    for k, (name, params) in enumerate(methods.items()):
-        spec = REGISTRY[name]
-        full = {**spec.defaults, **params}
-        key = (spec.family, json.dumps(full, sort_keys=True, default=str))
+    if explain is None:
+        start = time.perf_counter()
+        shared = shared_pass(loaded, pixel_values, query, full, _sub_progress(progress, 0, len(methods)))
+        done = {key[n]: result for n, result in shared.items()}
+        seconds = {n: (time.perf_counter() - start) / len(shared) for n in shared}
+    for k, name in enumerate(methods):
         sub = _sub_progress(progress, k, len(methods))
         start = time.perf_counter()
         if explain is not None:
-            out[name] = explain(name, full, sub)
+            out[name] = explain(name, full[name], sub)
         else:
-            if key not in done:
-                done[key] = spec.compute(loaded, pixel_values, query, full, sub)
-            out[name] = done[key][name]
-        seconds[name] = time.perf_counter() - start
+            if key[name] not in done:
+                done[key[name]] = REGISTRY[name].compute(loaded, pixel_values, query, full[name], sub)
+            out[name] = done[key[name]][name]
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
         if sub:
             sub(1, 1)  # a cached or shared map reports nothing itself
     return out, seconds
 
 
+def shared_pass(loaded, pixel_values, query: int, full: dict[str, dict], progress: Progress | None = None) -> dict:
+    """name -> its family's results (method -> Explanation) for the methods that core.methods.joint
+    serves in one forward and one backward: the class-logit CAM members with the first one's params,
+    attention, and class-logit relevance; {} when that would serve fewer than two families (then
+    each family's own computation is as cheap). `full`: name -> full (validated) params. A cache
+    can store each result under its family's key as if each family had been computed alone."""
+    from core.methods.joint import compute_joint
+    from core.methods.registry import METHODS as REGISTRY
+    family = {n: REGISTRY[n].family for n in full}
+    cam = next((n for n in full if family[n] == "cam" and full[n]["target"] == "class"), None)
+    attention = next((n for n in full if family[n] == "attention"), None)
+    relevance = next((n for n in full if family[n] == "relevance" and full[n]["target"] == "class"), None)
+    if cam is None or (attention is None and relevance is None):
+        return {}
+    result = compute_joint(loaded, pixel_values, query, full[cam], attention and full[attention],
+                           relevance and full[relevance], progress)
+    served = {(family[m], json.dumps(full[m], sort_keys=True, default=str)) for m in (cam, attention, relevance) if m}
+    return {n: result for n in full if (family[n], json.dumps(full[n], sort_keys=True, default=str)) in served}
+
+
 def score_all(loaded, pixel_values, query: int, maps: dict, gt_box=None, image_size=None, steps: int = STEPS,
-              progress: Progress | None = None) -> tuple[dict, dict]:
-    """(name -> scores, name -> seconds): deletion / insertion AUC and pointing game(s) per map."""
-    scores, seconds = {}, {}
-    for k, (name, heatmap) in enumerate(maps.items()):
-        start = time.perf_counter()
-        r = faithfulness(loaded, pixel_values, query, heatmap, steps=steps, gt_box=gt_box, image_size=image_size,
-                         progress=_sub_progress(progress, k, len(maps)))
+                progress: Progress | None = None) -> tuple[dict, dict]:
+    """(name -> scores, name -> seconds): deletion / insertion AUC and pointing game(s) per map. All
+    maps' perturbed images share batches, so each map is given an equal share of the time."""
+    start = time.perf_counter()
+    results = faithfulness_many(loaded, pixel_values, query, maps, steps=steps, gt_box=gt_box, image_size=image_size,
+                                progress=progress)
+    scores = {}
+    for name, r in results.items():
         scores[name] = {"deletion_auc": r["deletion_auc"]["matched"], "insertion_auc": r["insertion_auc"]["matched"],
                         "pointing_game": r["pointing_game"],
                         "deletion_auc_slot": r["deletion_auc"]["slot"],
@@ -103,8 +133,8 @@ def score_all(loaded, pixel_values, query: int, maps: dict, gt_box=None, image_s
                         "score": r["score"], "curves": r["curves"]}
         if gt_box is not None:
             scores[name]["pointing_game_gt"] = r["pointing_game_gt"]
-        seconds[name] = time.perf_counter() - start
-    return scores, seconds
+    share = (time.perf_counter() - start) / max(len(maps), 1)
+    return scores, {name: share for name in maps}
 
 
 def _rank_of(values: dict[str, float], higher_better: bool) -> dict[str, int]:

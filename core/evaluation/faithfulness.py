@@ -30,6 +30,8 @@ from core.methods.targets import predicted_class
 STEPS = 20
 IOU = 0.5
 BASELINES = ("blur", "mean", "black")
+# scoring batches: 32 images of 128 px ran fastest per image on CPU (bench/compare.py); fewer for large inputs
+BATCH, BATCH_PIXELS = 32, 4_000_000
 
 
 def resize_map(heatmap, height: int, width: int) -> torch.Tensor:
@@ -52,24 +54,48 @@ def perturbation_curves(image: torch.Tensor, baseline: torch.Tensor, heatmap, sc
     """Deletion and insertion curves of `score_fn` ([B, 3, H, W] -> [B] or [B, K] scores).
 
     image, baseline: [1, 3, H, W]. Returns {"deletion": [steps + 1, ...], "insertion": ...} arrays.
-    All 2 * (steps + 1) images go through `score_fn` in batches of `batch_size`.
+    The curves' ends are the image and the baseline themselves (scored once each); the other
+    2 * (steps - 1) images go through `score_fn` with them in batches of `batch_size`.
     """
-    ranks = pixel_ranks(heatmap, *image.shape[-2:]).to(image.device)
-    counts = [round(k * ranks.numel() / steps) for k in range(steps + 1)]
-    jobs = [(mode, n) for mode in ("deletion", "insertion") for n in counts]
+    return perturbation_curves_many(image, baseline, {"map": heatmap}, score_fn, steps, batch_size, progress)["map"]
+
+
+def perturbation_curves_many(image: torch.Tensor, baseline: torch.Tensor, heatmaps: dict, score_fn: Callable,
+                             steps: int = STEPS, batch_size: int = 8, progress: Progress | None = None) -> dict:
+    """`perturbation_curves` of several maps (name -> map) at once: name -> curves.
+
+    Every curve starts or ends at the unperturbed image or at the baseline, the same for every map:
+    those two are scored once; the maps' other images share batches (a comparison's forwards are
+    ~90% of its cost, and batches of many images run several times faster per image on a CPU).
+    """
+    H, W = image.shape[-2:]
+    counts = [round(k * H * W / steps) for k in range(steps + 1)][1:-1]
+    ranks = {name: pixel_ranks(m, H, W).to(image.device) for name, m in heatmaps.items()}
+    jobs = [(None, "image", 0), (None, "baseline", 0)] + [
+        (name, mode, n) for name in heatmaps for mode in ("deletion", "insertion") for n in counts]
+
+    def make(name, mode, n):
+        if name is None:
+            return image[0] if mode == "image" else baseline[0]
+        top = ranks[name] < n
+        top_value, rest = (baseline[0], image[0]) if mode == "deletion" else (image[0], baseline[0])
+        return torch.where(top, top_value, rest)
+
     scores = []
     for start in range(0, len(jobs), batch_size):
-        batch = []
-        for mode, n in jobs[start:start + batch_size]:
-            top = ranks < n
-            batch.append(torch.where(top, baseline[0], image[0]) if mode == "deletion"
-                         else torch.where(top, image[0], baseline[0]))
+        batch = torch.stack([make(*job) for job in jobs[start:start + batch_size]])
         with torch.no_grad():
-            scores.append(np.asarray(torch.as_tensor(score_fn(torch.stack(batch))).float().cpu()))
+            scores.append(np.asarray(torch.as_tensor(score_fn(batch)).float().cpu()))
         if progress:
             progress(min(start + batch_size, len(jobs)), len(jobs))
     scores = np.concatenate(scores)
-    return {"deletion": scores[:steps + 1], "insertion": scores[steps + 1:]}
+    whole, none, inner = scores[0], scores[1], scores[2:]
+    out, k = {}, len(counts)
+    for i, name in enumerate(heatmaps):
+        deletion, insertion = inner[2 * i * k:(2 * i + 1) * k], inner[(2 * i + 1) * k:(2 * i + 2) * k]
+        out[name] = {"deletion": np.concatenate([whole[None], deletion, none[None]]),
+                     "insertion": np.concatenate([none[None], insertion, whole[None]])}
+    return out
 
 
 def auc(curve, reference: float) -> float:
@@ -111,7 +137,8 @@ def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
 def detection_scorer(loaded, query: int, class_index: int, box_xyxy: np.ndarray, iou: float = IOU) -> Callable:
     """score_fn for `perturbation_curves`: images -> [B, 2] = (slot, matched) confidences."""
     def score(images: torch.Tensor) -> np.ndarray:
-        out = loaded.model(pixel_values=images)
+        # channels-last input: the backbone's convs run ~1.6x faster on CPU (bench/compare.py)
+        out = loaded.model(pixel_values=images.contiguous(memory_format=torch.channels_last))
         probs = out.logits.float().softmax(-1)[..., :-1]  # [B, Q, C]
         slot = probs[:, query, class_index].cpu().numpy()
         best, labels = (t.cpu().numpy() for t in probs.max(-1))
@@ -122,27 +149,46 @@ def detection_scorer(loaded, query: int, class_index: int, box_xyxy: np.ndarray,
     return score
 
 
+def batch_size_for(pixel_values: torch.Tensor) -> int:
+    """Images per no-grad scoring batch: BATCH at small inputs, fewer as pixels grow (memory)."""
+    return max(1, min(BATCH, BATCH_PIXELS // (pixel_values.shape[-2] * pixel_values.shape[-1])))
+
+
 def faithfulness(loaded, pixel_values: torch.Tensor, query: int, heatmap, steps: int = STEPS,
                  baseline: str = "blur", gt_box=None, image_size: tuple[int, int] | None = None,
-                 batch_size: int = 8, progress: Progress | None = None) -> dict:
+                 batch_size: int | None = None, progress: Progress | None = None) -> dict:
     """Deletion / insertion AUC ("slot" and "matched" scores) and energy pointing game of one map
     for detection `query`. `gt_box` (x0, y0, x1, y1), if given, is a true box in pixels of an image
     of size `image_size` (width, height; default the model input's) for a second pointing game."""
+    return faithfulness_many(loaded, pixel_values, query, {"map": heatmap}, steps, baseline, gt_box, image_size,
+                             batch_size, progress)["map"]
+
+
+def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: dict, steps: int = STEPS,
+                      baseline: str = "blur", gt_box=None, image_size: tuple[int, int] | None = None,
+                      batch_size: int | None = None, progress: Progress | None = None) -> dict:
+    """`faithfulness` of several maps (name -> map) of one detection: name -> result; their
+    perturbed images share batches (perturbation_curves_many)."""
     H, W = pixel_values.shape[-2:]
     with torch.no_grad():
         out = loaded.model(pixel_values=pixel_values)
     class_index = predicted_class(out.logits, query)
     box = _xyxy(out.pred_boxes[0, query].float().cpu().numpy())
     scorer = detection_scorer(loaded, query, class_index, box[None])
-    curves = perturbation_curves(pixel_values, removal_baseline(loaded, pixel_values, baseline), heatmap, scorer,
-                                 steps, batch_size, progress)
-    initial = curves["deletion"][0]
-    result = {"steps": steps, "baseline": baseline, "class_index": class_index, "score": float(initial[0]),
-              "curves": {mode: {"slot": c[:, 0].tolist(), "matched": c[:, 1].tolist()} for mode, c in curves.items()},
-              "pointing_game": energy_pointing_game(heatmap, box * [W, H, W, H], (W, H))}
-    for mode in ("deletion", "insertion"):
-        result[f"{mode}_auc"] = {name: auc(curves[mode][:, k], initial[k])
-                                 for k, name in enumerate(("slot", "matched"))}
-    if gt_box is not None:
-        result["pointing_game_gt"] = energy_pointing_game(heatmap, gt_box, image_size or (W, H))
-    return result
+    all_curves = perturbation_curves_many(pixel_values, removal_baseline(loaded, pixel_values, baseline), heatmaps,
+                                          scorer, steps, batch_size or batch_size_for(pixel_values), progress)
+    results = {}
+    for name, heatmap in heatmaps.items():
+        curves = all_curves[name]
+        initial = curves["deletion"][0]
+        result = {"steps": steps, "baseline": baseline, "class_index": class_index, "score": float(initial[0]),
+                  "curves": {mode: {"slot": c[:, 0].tolist(), "matched": c[:, 1].tolist()}
+                             for mode, c in curves.items()},
+                  "pointing_game": energy_pointing_game(heatmap, box * [W, H, W, H], (W, H))}
+        for mode in ("deletion", "insertion"):
+            result[f"{mode}_auc"] = {kind: auc(curves[mode][:, k], initial[k])
+                                     for k, kind in enumerate(("slot", "matched"))}
+        if gt_box is not None:
+            result["pointing_game_gt"] = energy_pointing_game(heatmap, gt_box, image_size or (W, H))
+        results[name] = result
+    return results

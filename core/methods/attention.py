@@ -61,14 +61,19 @@ def compute_attention(loaded, pixel_values: torch.Tensor, query: int, params: di
                       progress: Progress | None = None) -> dict[str, Explanation]:
     """Cross-attention of `query` over the image tokens in one decoder layer (default the last),
     heads averaged, on the backbone's feature grid. Rows are softmax weights: the map sums to 1."""
-    layer = int(params.get("decoder_layer", -1))
     with torch.no_grad():
         outputs, maps = forward_with_attentions(loaded, pixel_values)
-    (h, w), cross = maps["grid"], maps["cross"][layer][0]  # [heads, queries, h*w]
-    heatmap = cross[:, query].mean(0).reshape(h, w)
-    class_index = predicted_class(outputs.logits, query)
     if progress:
         progress(1, 1)
+    return attention_explanation(loaded, outputs.logits, maps, query, params)
+
+
+def attention_explanation(loaded, logits: torch.Tensor, maps: dict, query: int, params: dict) -> dict[str, Explanation]:
+    """The attention Explanation from a forward's `attention_maps` (shared with core.methods.joint)."""
+    layer = int(params.get("decoder_layer", -1))
+    (h, w), cross = maps["grid"], maps["cross"][layer][0].detach()  # [heads, queries, h*w]
+    heatmap = cross[:, query].mean(0).reshape(h, w)
+    class_index = predicted_class(logits, query)
     info = {"grid": [h, w], "layer": layer % len(maps["cross"]), "heads": int(cross.shape[0]),
             "class_index": class_index, "label": loaded.id2label.get(class_index, str(class_index))}
     return {"attention": Explanation(heatmap.float().cpu().numpy(), info)}

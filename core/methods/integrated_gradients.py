@@ -113,8 +113,9 @@ def compute_ig(loaded, pixel_values: torch.Tensor, query: int, params: dict,
         class_index = predicted_class(model(pixel_values=pixel_values).logits, query)
     x = resize(pixel_values, p["resolution"])
 
-    def score(batch):
-        return target_score(model(pixel_values=batch), query, p["target"], class_index)
+    def score(batch):  # channels-last input: the backbone's convs run faster on CPU (bench/compare.py)
+        return target_score(model(pixel_values=batch.contiguous(memory_format=torch.channels_last)), query,
+                            p["target"], class_index)
 
     baselines = make_baseline(p["baseline"], x, pre.mean, pre.std, sigma=float(p["sigma"]), seed=int(p["seed"]))
     with torch.no_grad():

@@ -2,7 +2,7 @@
 
 Each entry: method name -> label, family, computation and its declared parameters
 (core.params.Param). Methods of one family share one computation and so one cache entry
-(Grad-CAM and Grad-CAM++), and must declare the same parameters.
+(the CAM variants), and must declare the same parameters.
 """
 from __future__ import annotations
 
@@ -49,11 +49,16 @@ def context(loaded) -> dict:
 
 
 # Registry entries (imported here, after register exists, so method modules never import this one).
-from core.methods.gradcam import PARAMS as CAM_PARAMS, compute_cams  # noqa: E402
+from core.methods.gradcam import PARAMS as CAM_PARAMS, VARIANTS, compute_cams  # noqa: E402
 
-CAM_HELP = "maps from one forward and one backward pass at a backbone layer."
-register(Method("gradcam", "Grad-CAM", "cam", compute_cams, CAM_PARAMS, quick=True, help=CAM_HELP))
-register(Method("gradcam++", "Grad-CAM++", "cam", compute_cams, CAM_PARAMS, quick=True, help=CAM_HELP))
+for _name, (_label, _tooltip) in VARIANTS.items():  # one family: one forward and one backward serve all
+    register(Method(_name, _label, "cam", compute_cams, CAM_PARAMS, quick=True, help=_tooltip))
+
+from core.methods.odam import PARAMS as ODAM_PARAMS, compute_odam  # noqa: E402
+
+register(Method("odam", "ODAM", "odam", compute_odam, ODAM_PARAMS, quick=True,
+                help="element-wise maps of the class score and of the four box coordinates, each scaled to its "
+                     "own maximum, combined by maximum (one forward, one batched backward)."))
 
 from core.methods.integrated_gradients import PARAMS as IG_PARAMS, compute_ig  # noqa: E402
 

@@ -75,19 +75,36 @@ def compute_relevance(loaded, pixel_values: torch.Tensor, query: int, params: di
     target = params.get("target", "class")
     config = loaded.model.config
     x = pixel_values.detach().clone().requires_grad_(True)
-    queries = torch.zeros(1, config.num_queries, config.d_model, dtype=x.dtype, device=x.device, requires_grad=True)
     with torch.enable_grad():
-        outputs, got = forward_with_attentions(loaded, x, decoder_inputs_embeds=queries)
+        outputs, got = forward_with_attentions(loaded, x, decoder_inputs_embeds=decoder_queries(config, x))
         class_index = predicted_class(outputs.logits.detach(), query)
         score = target_score(outputs, query, target, class_index)[0]
-        maps = [*got["encoder"], *got["decoder"], *got["cross"]]
+        maps = attention_list(got)
         grads = torch.autograd.grad(score, maps, allow_unused=True)
+    if progress:
+        progress(1, 1)
+    return relevance_explanation(loaded, got, grads, query, target, class_index, score)
+
+
+def decoder_queries(config, x: torch.Tensor) -> torch.Tensor:
+    """Zero decoder inputs (DETR's own) that require grad, so the first decoder self-attention is in the graph."""
+    return torch.zeros(1, config.num_queries, config.d_model, dtype=x.dtype, device=x.device, requires_grad=True)
+
+
+def attention_list(got: dict) -> list:
+    """Every attention map of a forward, in the order relevance_explanation expects its gradients."""
+    return [*got["encoder"], *got["decoder"], *got["cross"]]
+
+
+def relevance_explanation(loaded, got: dict, grads, query: int, target: str, class_index: int,
+                          score: torch.Tensor) -> dict[str, Explanation]:
+    """The relevance Explanation from a forward's `attention_maps` and the target's gradients of
+    `attention_list(got)` (shared with core.methods.joint)."""
+    maps = attention_list(got)
     pairs = [(A[0].detach(), torch.zeros_like(A[0]) if g is None else g[0]) for A, g in zip(maps, grads)]
     (h, w), n_enc, n_dec = got["grid"], len(got["encoder"]), len(got["cross"])
     decoder = list(zip(pairs[n_enc:n_enc + n_dec], pairs[n_enc + n_dec:]))
     R_qi = propagate(pairs[:n_enc], decoder)
-    if progress:
-        progress(1, 1)
     info = {"grid": [h, w], "target": target, "class_index": class_index, "target_value": float(score.detach()),
             "label": loaded.id2label.get(class_index, str(class_index)),
             "encoder_layers": n_enc, "decoder_layers": n_dec}
