@@ -36,7 +36,7 @@ def test_attention_dropout_zero_gives_the_plain_map(tiny, pixels):
 @pytest.mark.parametrize("identity", ["slot", "matched"])
 def test_batched_samples_equal_one_sample_at_a_time(tiny, pixels, identity):
     kwargs = dict(samples=5, p=0.3, seed=1, identity=identity)
-    r = mc_maps.map_uncertainty(tiny, pixels, 1, "gradcam++", {}, **kwargs)
+    r = mc_maps.map_uncertainty(tiny, pixels, 1, "gradcam++", {}, chunk=5, **kwargs)
     naive = mc_maps.cam_maps_naive(tiny, pixels, 1, "gradcam++", {}, **kwargs)
     assert naive.max() > 0 and r["std"].max() > 0  # the samples differ: dropout acts
     np.testing.assert_allclose(r["maps"], naive, rtol=1e-4, atol=1e-5 * naive.max())
@@ -59,7 +59,7 @@ def test_the_batched_backward_is_one_backward(tiny, pixels):
     private, calls = mc._transformer_copy(tiny, 0.3), []
     handle = private.class_labels_classifier.register_full_backward_hook(lambda *a: calls.append(1))
     try:
-        mc_maps.map_uncertainty(tiny, pixels, 1, "gradcam", {}, samples=6, p=0.3)
+        mc_maps.map_uncertainty(tiny, pixels, 1, "gradcam", {}, samples=6, p=0.3, chunk=6)
         batched = len(calls)
         mc_maps.map_uncertainty(tiny, pixels, 1, "gradcam", {}, samples=6, p=0.3, chunk=1)
     finally:

@@ -8,13 +8,14 @@ and `stability` = the mean pairwise Spearman rank correlation of the sample maps
 never reorders the map's pixels; nan pairs, a constant map, are left out).
 
 CAM family (maps at a layer before the transformer: a backbone layer or the input projection).
-The backbone has no dropout, so the layer's activations A are the same in every sample. The
-backbone runs once up to the layer; there A is replaced by one leaf A_T = A repeated T times, the
-few modules after the layer and the T transformer samples run batched, and one backward of the
-summed per-sample scores gives every sample's own gradient dY_t/dA (score t depends only on row
-t). Cost: backbone once + T x (the rest of the backbone after the layer, cheap for late layers)
-+ T transformer passes forward and back. `chunk` bounds memory: the transformer then runs and
-goes back `chunk` samples at a time, and one last backward carries their gradients to A.
+The backbone has no dropout, so the layer's activations A are the same in every sample, and so is
+everything between A and the transformer's input embeddings E = f(A). The backbone runs once
+(batch 1, graph kept from A); the T transformer samples start from E repeated over a batch, and
+one backward of the summed per-sample scores gives every sample's dY_t/dE_t (score t depends
+only on row t); one batched vector-Jacobian product (autograd `is_grads_batched`) carries all T
+back through f to A. This is the same as expanding A to [T, C, H, W] and backpropagating once,
+without running f T times. `chunk` samples share a transformer batch (memory and, on CPU, cache:
+mc_dropout.default_chunk); with chunk >= T the transformer goes back once for all samples.
 
 Decoder attention: the detection's cross-attention (heads averaged, one decoder layer) in every
 sample, from a private eager-attention copy of the transformer: forwards only.
@@ -22,8 +23,6 @@ sample, from a private eager-attention copy of the transformer: forwards only.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
@@ -64,28 +63,6 @@ def stability(maps: np.ndarray) -> float:
 def _summary(maps: np.ndarray, slots: np.ndarray, info: dict) -> dict:
     return {"mean": maps.mean(0).astype(np.float32), "std": maps.std(0).astype(np.float32),
             "maps": maps.astype(np.float32), "stability": stability(maps), "slots": slots.tolist(), **info}
-
-
-@contextmanager
-def _expanded(module: torch.nn.Module, samples: int):
-    """This thread's output of `module` ([1, ...]) replaced by a leaf [T, ...] that requires grad
-    (the model gets a clone of it: later modules may add in place). Yields the list of leaves."""
-    owner, leaves = threading.get_ident(), []
-
-    def hook(_module, _inputs, output):
-        if threading.get_ident() != owner:
-            return None
-        if not isinstance(output, torch.Tensor) or output.shape[0] != 1:
-            raise ValueError("map uncertainty needs a layer whose output is one [1, C, H, W] tensor")
-        leaf = output.detach().expand(samples, *output.shape[1:]).clone().requires_grad_(True)
-        leaves.append(leaf)
-        return leaf.clone()
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield leaves
-    finally:
-        handle.remove()
 
 
 def _features(loaded, pixel_values: torch.Tensor) -> mc.BackboneFeatures:
@@ -142,7 +119,8 @@ def map_uncertainty(loaded, pixel_values: torch.Tensor, query: int, method: str,
     mean, std [h, w] float32; maps [T, h, w]; stability (float); slots (the sample slot followed,
     per sample); method, layer (CAM), target, class_index, samples, dropout, seed, identity.
     params: the method's own parameters (CAM: layer, target; attention: decoder_layer);
-    p = None: the model's trained rate; chunk: samples per transformer batch (None: all T).
+    p = None: the model's trained rate; chunk: samples per transformer batch (None: mc_dropout's
+    default_chunk, the measured best on the device; memory grows with it).
     """
     params = dict(params or {})
     p = mc.trained_dropout(loaded) if p is None else float(p)
@@ -153,7 +131,7 @@ def map_uncertainty(loaded, pixel_values: torch.Tensor, query: int, method: str,
         return _attention(loaded, pixel_values, query, int(params.get("decoder_layer", -1)), samples, p, seed,
                           identity, progress)
     return _cams(loaded, pixel_values, query, method, layer, target, samples, p, seed, identity, progress,
-                 chunk or samples)
+                 chunk or mc.default_chunk(pixel_values.device))
 
 
 def _deterministic(private, noise, features: mc.BackboneFeatures):
@@ -177,42 +155,42 @@ def _cams(loaded, pixel_values, query, method, layer, target, samples, p, seed, 
     private = mc._transformer_copy(loaded, p)
     noise = mc._SampleDropout(seed, samples, pixel_values.device)
     module = dict(loaded.model.named_modules())[layer]
+    total = samples + 2
     with torch.enable_grad():
-        with _expanded(module, samples) as leaves:
+        with gradcam._activation(module) as captured:
             features = _features(loaded, pixel_values.detach())
-        if len(leaves) != 1:
-            raise ValueError(f"layer {layer!r} ran {len(leaves)} times in one forward; pick a layer that runs once")
+        if len(captured) != 1:
+            raise ValueError(f"layer {layer!r} ran {len(captured)} times in one forward; pick a layer that runs once")
         det = _deterministic(private, noise, features)
         class_index = int(mc._labels(det[0][0])[query])
         if progress:
-            progress(1, samples + 2)
-        embeds, grads, slots = features.embeds, [], []
+            progress(1, total)
+        grads, slots = [], []
         for start in range(0, samples, chunk):
             rows = list(range(start, min(samples, start + chunk)))
-            # one chunk = all samples: the graph runs from A straight through; else the chunk's
-            # gradient stops at its embeddings and one last backward takes all of them to A
-            part = embeds if len(rows) == samples else embeds[rows].detach().requires_grad_(True)
+            # the chunk's samples start from one shared copy of the embeddings: the backward stops there
+            embeds = features.embeds.detach().expand(len(rows), -1, -1).clone().requires_grad_(True)
             noise.draw(rows)
             with noise:
-                logits, boxes = private(mc.BackboneFeatures(part, features.mask, features.pos, features.grid),
+                logits, boxes = private(mc.BackboneFeatures(embeds, features.mask, features.pos, features.grid),
                                         len(rows))
             chosen = _follow(identity, query, det, logits, boxes)
-            score = _scores(logits, boxes, chosen, target, class_index).sum()
+            score = _scores(logits, boxes, chosen, target, class_index).sum()  # score t depends on row t only
+            grads.append(torch.autograd.grad(score, embeds)[0])
             slots.append(chosen)
-            grads.append(torch.autograd.grad(score, leaves[0] if part is embeds else part)[0])
             if progress:
-                progress(rows[-1] + 2, samples + 2)
-        if len(grads) > 1:
-            (gradient,) = torch.autograd.grad(embeds, leaves[0], torch.cat(grads))
-        else:
-            gradient = grads[0]
-    a = leaves[0][0].detach()
-    maps = np.stack([_cam_maps(a, g)[method].float().cpu().numpy() for g in gradient])
+                progress(rows[-1] + 2, total)
+        # every sample's gradient from the embeddings back to A: one batched vector-Jacobian
+        # product through the deterministic layers between A and the transformer
+        (gradient,) = torch.autograd.grad(features.embeds, captured[0], torch.cat(grads)[:, None],
+                                          is_grads_batched=True)
+    a = captured[0][0].detach()
+    maps = np.stack([_cam_maps(a, g[0])[method].float().cpu().numpy() for g in gradient])
     if progress:
-        progress(samples + 2, samples + 2)
+        progress(total, total)
     return _summary(maps, np.concatenate(slots), {
         "method": method, "layer": layer, "target": target, "class_index": class_index, "query": int(query),
-        "samples": samples, "dropout": p, "seed": seed, "identity": identity})
+        "samples": samples, "dropout": p, "seed": seed, "identity": identity, "chunk": chunk})
 
 
 def cam_maps_naive(loaded, pixel_values, query: int, method: str, params: dict | None = None, samples: int = 30,
