@@ -65,7 +65,7 @@ def main() -> None:
             continue
         det = max(correct, key=lambda d: d["score"])
         q, count = det["index"], count + 1
-        box_px = np.array(det["box"]) * [W / image.width, H / image.height] * 2  # in model-input pixels
+        box_px = np.array(det["box"]) * ([W / image.width, H / image.height] * 2)  # in model-input pixels
         with torch.no_grad():
             start = time.perf_counter()
             loaded.model(pixel_values=pixels)

@@ -71,7 +71,7 @@ def test_map_peaks_in_the_only_region_the_model_reads():
     y0, y1, x0, x1 = REGION
     assert y0 <= r < y1 and x0 <= c < x1
     assert e.info["class_index"] == 0 and e.info["masks"] == 400 and e.info["grid"] == 8
-    assert -1 <= e.info["convergence_rho"] <= 1 and e.info["convergence_rho"] > 0.5
+    assert -1 <= e.info["convergence_rho"] <= 1 and e.info["convergence_r"] > 0.5
 
 
 def test_same_seed_same_map_at_any_batch_size_and_other_seed_differs():
@@ -111,6 +111,24 @@ def test_tiny_detr_run_reports_progress_and_convergence(tiny):
     assert e.heatmap.shape == tuple(x.shape[-2:]) and np.isfinite(e.heatmap).all()
     assert calls[-1] == (100, 100) and len(calls) >= 2
     assert e.info["seed"] == 0 and e.info["keep"] == 0.5 and np.isfinite(e.info["convergence_rho"])
+
+
+def test_convergence_is_the_correlation_of_the_first_half_with_all_masks():
+    """Recompute the half map from the same masks and weights by hand."""
+    from core.methods.drise import pearson, spearman
+    x, loaded = torch.ones(1, 3, 32, 32), loaded_of(RegionModel())
+    params = {"masks": 100, "grid": 4, "keep": 0.5, "seed": 2}
+    e = compute_drise(loaded, x, 0, params)["drise"]
+    grids, shifts = draw_masks(100, 4, 0.5, torch.Generator().manual_seed(2))
+    masks = upsample(grids, shifts, 32, 32)
+    out = loaded.model(x * masks[:, None])
+    ref = loaded.model(x)
+    w = similarity(ref.pred_boxes[0, 0], ref.logits[0, 0].softmax(-1)[:-1], out.pred_boxes, out.logits).double()
+    first = (w[:50, None, None] * masks[:50].double()).sum(0).numpy()
+    full = (w[:, None, None] * masks.double()).sum(0).numpy()
+    np.testing.assert_allclose(e.heatmap, full / 50, rtol=1e-5)
+    assert e.info["convergence_r"] == pytest.approx(pearson(first, full), abs=1e-5)
+    assert e.info["convergence_rho"] == pytest.approx(spearman(first, full), abs=1e-3)
 
 
 def test_declared_parameters():

@@ -17,8 +17,12 @@ Definitions (the choices that change the numbers):
 - Map = sum_i w_i M_i / (N p): the similarity-weighted sum of the masks divided by the expected
   mask sum (RISE's normalisation), so a value reads as the mean similarity of the masked images
   that kept that pixel. At the model-input resolution [H, W].
-- Convergence: Spearman rank correlation between the map of the first N/2 masks and that of all
-  N (info "convergence_rho"; 1 = settled: more masks would not reorder the pixels).
+- Convergence: how much the map of the first N/2 masks already agrees with that of all N.
+  info "convergence_r" (Pearson correlation: rises towards 1 as the map settles) and
+  "convergence_rho" (Spearman rank correlation). Show r: where the true map is flat (most of the
+  background) the pixel ranks are pure mask noise at any N, so rho stays near 1/sqrt(2) ~ 0.71
+  however many masks are drawn (measured on the demo: rho 0.70 / 0.68 at N = 1000 / 4000 while
+  r rose 0.73 -> 0.85).
 """
 from __future__ import annotations
 
@@ -89,6 +93,14 @@ def upsample(grids: torch.Tensor, shifts: torch.Tensor, height: int, width: int)
     return torch.stack([m[y:y + height, x:x + width] for m, y, x in zip(big, ys.tolist(), xs.tolist())])
 
 
+def pearson(a, b) -> float:
+    """Pearson correlation of two maps (nan when one is constant)."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def spearman(a, b) -> float:
     """Spearman rank correlation of two maps (nan when one is constant)."""
     from scipy.stats import spearmanr
@@ -137,7 +149,7 @@ def compute_drise(loaded, pixel_values: torch.Tensor, query: int, params: dict,
     info = {"masks": count, "grid": grid, "keep": keep, "seed": seed, "query": int(query),
             "class_index": class_index, "label": loaded.id2label.get(class_index, str(class_index)),
             "target_value": float(1 - target_probs_all[-1]),
-            "convergence_rho": spearman(first, full),
+            "convergence_r": pearson(first, full), "convergence_rho": spearman(first, full),
             "similarity_mean": float(weights.mean()), "similarity_max": float(weights.max()),
             "shape": [int(height), int(width)], "method": "drise"}
     return {"drise": Explanation(heatmap=full, info=info)}
