@@ -49,7 +49,7 @@ def main() -> None:
     from core.models.loading import load_model
 
     loaded = load_model(args.model)
-    sizes = [int(n) for n in args.masks.split(",")]
+    sizes = [int(n) for n in args.masks.split(",") if n]
     limit = {int(k): int(v) for k, v in (item.split("=") for item in args.scenes_at.split(",") if item)}
     references = [*mc_maps.cam_methods(), "attention"]
     rows: dict[str, list[dict]] = {}
@@ -83,7 +83,8 @@ def main() -> None:
                 continue
             start = time.perf_counter()
             e = METHODS["drise"].compute(loaded, pixels, q, METHODS["drise"].validate({"masks": n}))["drise"]
-            measure(f"drise N={n}", e.heatmap, time.perf_counter() - start, {"rho": e.info["convergence_rho"]})
+            measure(f"drise N={n}", e.heatmap, time.perf_counter() - start,
+                    {"r": e.info["convergence_r"], "rho": e.info["convergence_rho"]})
         done = {}
         for name in references:
             spec = METHODS[name]
@@ -98,11 +99,13 @@ def main() -> None:
     print(f"\n{args.scenes} scenes from seed {args.seed}; model {loaded.name}; one correct detection per scene "
           f"(best score >= 0.7); {torch.get_num_threads()} thread(s)")
     print("method: detections | pointing game | energy PG | deletion AUC (lower better) | insertion AUC | "
-          "cost x forward | convergence rho")
+          "cost x forward | convergence r | convergence rho")
     for name, rs in rows.items():
-        mean = {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]}
+        mean = {k: float(np.nanmean([r[k] for r in rs])) if np.isfinite([r[k] for r in rs]).any() else np.nan
+                for k in rs[0]}
         print(f"{name}: {len(rs)} | {mean['hit']:.3f} | {mean['energy']:.3f} | {mean['deletion']:.3f} | "
-              f"{mean['insertion']:.3f} | {mean['cost']:.0f} | {mean.get('rho', float('nan')):.3f}")
+              f"{mean['insertion']:.3f} | {mean['cost']:.0f} | {mean.get('r', np.nan):.3f} | "
+              f"{mean.get('rho', np.nan):.3f}")
     if args.stability_samples:
         p = float(loaded.model.config.dropout)
         print(f"\nstability under MC-Dropout (T={args.stability_samples}, p={p:g}, slot identity): "
