@@ -83,3 +83,9 @@ def test_refuses_what_it_cannot_do(tiny, pixels):
         mc_maps.map_uncertainty(tiny, pixels, 1, "gradcam", {}, samples=2, identity="box")
     with pytest.raises(ValueError, match="before the transformer"):
         mc_maps.map_uncertainty(tiny, pixels, 1, "gradcam", {"layer": "model.encoder.layers.0"}, samples=2)
+
+
+def test_attention_samples_are_softmax_rows_that_move_with_dropout(tiny, pixels):
+    r = mc_maps.map_uncertainty(tiny, pixels, 2, "attention", {"decoder_layer": -1}, samples=4, p=0.5, seed=3)
+    np.testing.assert_allclose(r["maps"].reshape(4, -1).sum(1), 1.0, rtol=1e-5)
+    assert r["std"].max() > 1e-3 and r["decoder_layer"] == 0 and r["maps"].shape[0] == 4

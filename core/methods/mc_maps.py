@@ -18,10 +18,11 @@ without running f T times. `chunk` samples share a transformer batch (memory and
 mc_dropout.default_chunk); with chunk >= T the transformer goes back once for all samples.
 
 Decoder attention: the detection's cross-attention (heads averaged, one decoder layer) in every
-sample, from a private eager-attention copy of the transformer: forwards only.
+sample, forwards only; only that one layer runs eager attention (to return its weights).
 """
 from __future__ import annotations
 
+import copy
 import threading
 import numpy as np
 import torch
@@ -222,26 +223,32 @@ def cam_maps_naive(loaded, pixel_values, query: int, method: str, params: dict |
 
 # ---- decoder attention --------------------------------------------------------------------------
 
-_EAGER: dict = {}
-_EAGER_LOCK = threading.Lock()
+_COPY: dict = {}
+_COPY_LOCK = threading.Lock()
 
 
-def _eager_copy(loaded, p: float):
-    """A private train-mode transformer at rate p with eager attention (attention weights exist)."""
-    key = (id(loaded.model), p)
-    with _EAGER_LOCK:
-        private = _EAGER.get(key)
+def _attention_copy(loaded, p: float, decoder_layer: int):
+    """A private train-mode transformer at rate p whose one decoder cross-attention layer runs
+    eager (it returns its weights) and every other attention fused (SDPA: no [T, heads, S, S]
+    weights in the encoder, several times faster on CPU). Kept for the last (model, p, layer)."""
+    key = (id(loaded.model), p, decoder_layer)
+    with _COPY_LOCK:
+        private = _COPY.get(key)
     if private is None:
-        private = mc._private_copy(mc._Transformer(loaded.model), p, attention="eager")
-        with _EAGER_LOCK:
-            _EAGER.clear()  # one at a time: a copy shares the model's weights, its modules are small
-            _EAGER[key] = private
+        private = mc._private_copy(mc._Transformer(loaded.model), p, attention="sdpa")
+        cross = private.decoder.layers[decoder_layer].encoder_attn
+        cross.config = copy.copy(cross.config)  # its own config: only this layer goes eager
+        cross.config._attn_implementation = "eager"
+        with _COPY_LOCK:
+            _COPY.clear()
+            _COPY[key] = private
     return private
 
 
 @torch.no_grad()
 def _attention(loaded, pixel_values, query, decoder_layer, samples, p, seed, identity, progress) -> dict:
-    private = _eager_copy(loaded, p)
+    decoder_layer %= loaded.model.config.decoder_layers
+    private = _attention_copy(loaded, p, decoder_layer)
     features = mc.backbone_features(loaded, pixel_values)
     noise = mc._SampleDropout(seed, samples, pixel_values.device)
     owner, got = threading.get_ident(), []
@@ -268,6 +275,6 @@ def _attention(loaded, pixel_values, query, decoder_layer, samples, p, seed, ide
     if progress:
         progress(1, 1)
     return _summary(maps.float().cpu().numpy(), slots, {
-        "method": "attention", "decoder_layer": decoder_layer % len(private.decoder.layers),
+        "method": "attention", "decoder_layer": decoder_layer,
         "class_index": int(mc._labels(det[0][0])[query]), "query": int(query), "samples": samples, "dropout": p,
         "seed": seed, "identity": identity})
