@@ -6,6 +6,7 @@
 Prints per method: "T=30 maps = 4.8x one forward (12.3 s, peak 3.1 GiB)" and, with --naive K, the
 naive path (K samples one at a time, each a full forward + backward; its T-sample cost
 extrapolated as T / K times the measured one, since every sample costs the same).
+--flops also counts FLOPs (a ratio the machine's load cannot change).
 Goal: T = 30 CAM maps <= 6x one forward on DETR-R50's architecture at 800 px, one CPU thread.
 Default model "r50": DETR-R50's real architecture with random weights (bench/mc_dropout.py).
 """
@@ -23,6 +24,15 @@ from core.methods import mc_maps
 from core.models.loading import Preprocess, default_device, load_model
 
 
+def flops(fn) -> float:
+    """FLOPs of fn (torch's FlopCounterMode; fused attention runs as its math form so it is counted)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="r50")
@@ -34,6 +44,7 @@ def main() -> None:
     parser.add_argument("--p", type=float, default=0.1)
     parser.add_argument("--naive", type=int, default=0, help="time K naive samples (0: skip)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--flops", action="store_true", help="also count FLOPs (load-independent ratio)")
     args = parser.parse_args()
     from app.cli import _quiet
     _quiet()
@@ -79,6 +90,10 @@ def main() -> None:
                                                             p=args.p))
             line += (f"; naive {args.naive} samples {naive / one:.1f}x -> T={args.samples} "
                      f"~{naive / one * args.samples / args.naive:.0f}x (extrapolated)")
+        if args.flops:
+            ratio = flops(lambda: mc_maps.map_uncertainty(loaded, pixels, 0, method, params, samples=args.samples,
+                                                          p=args.p, chunk=args.chunk)) / flops(forward)
+            line += f"; FLOPs {ratio:.1f}x one forward"
         print(line, flush=True)
     print("goal: T=30 CAM maps <= 6x one forward (R50 architecture, 800 px, one CPU thread)")
 
