@@ -114,14 +114,17 @@ def loaded_layers(model) -> list[tuple[str, str]]:
 
 def map_uncertainty(loaded, pixel_values: torch.Tensor, query: int, method: str, params: dict | None = None,
                     samples: int = 30, p: float | None = None, seed: int = 0, identity: str = "slot",
-                    progress: Progress | None = None, chunk: int | None = None) -> dict:
+                    progress: Progress | None = None, chunk: int | None = None,
+                    features: mc.BackboneFeatures | None = None) -> dict:
     """The map of `method` for detection `query` in each of T MC-Dropout samples -> dict:
 
     mean, std [h, w] float32; maps [T, h, w]; stability (float); slots (the sample slot followed,
     per sample); method, layer (CAM), target, class_index, samples, dropout, seed, identity.
     params: the method's own parameters (CAM: layer, target; attention: decoder_layer);
-    p = None: the model's trained rate; chunk: samples per transformer batch (None: mc_dropout's
-    default_chunk, the measured best on the device; memory grows with it).
+    p = None: the model's trained rate; identity: "slot" or "matched" (as the Uncertainty card);
+    chunk: samples per transformer batch (None: mc_dropout.default_chunk; memory grows with it);
+    features: mc_dropout.backbone_features of this image if cached (attention only: the CAM
+    family needs the backbone's graph from its layer).
     """
     params = dict(params or {})
     p = mc.trained_dropout(loaded) if p is None else float(p)
@@ -130,7 +133,7 @@ def map_uncertainty(loaded, pixel_values: torch.Tensor, query: int, method: str,
     layer = _check(method, identity, target, params.get("layer"), loaded.model)
     if method in ATTENTION:
         return _attention(loaded, pixel_values, query, int(params.get("decoder_layer", -1)), samples, p, seed,
-                          identity, progress)
+                          identity, progress, features)
     return _cams(loaded, pixel_values, query, method, layer, target, samples, p, seed, identity, progress,
                  chunk or mc.default_chunk(pixel_values.device))
 
@@ -246,10 +249,10 @@ def _attention_copy(loaded, p: float, decoder_layer: int):
 
 
 @torch.no_grad()
-def _attention(loaded, pixel_values, query, decoder_layer, samples, p, seed, identity, progress) -> dict:
+def _attention(loaded, pixel_values, query, decoder_layer, samples, p, seed, identity, progress, features) -> dict:
     decoder_layer %= loaded.model.config.decoder_layers
     private = _attention_copy(loaded, p, decoder_layer)
-    features = mc.backbone_features(loaded, pixel_values)
+    features = features if features is not None else mc.backbone_features(loaded, pixel_values)
     noise = mc._SampleDropout(seed, samples, pixel_values.device)
     owner, got = threading.get_ident(), []
     layer = private.decoder.layers[decoder_layer].encoder_attn
