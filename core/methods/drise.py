@@ -136,7 +136,7 @@ def compute_drise(loaded, pixel_values: torch.Tensor, query: int, params: dict,
     # batches never straddle N/2, so the first half's map is a by-product
     starts = [(s, min(s + batch, end)) for lo, end in ((0, half), (half, count)) for s in range(lo, end, batch)]
     for lo, hi in starts:
-        masks = upsample(grids[lo:hi], shifts[lo:hi], height, width).to(device)
+        masks = upsample(grids[lo:hi].to(device), shifts[lo:hi], height, width)
         out = model(pixel_values=pixel_values * masks[:, None])
         w = similarity(target_box, target_probs, out.pred_boxes, out.logits)
         sums[lo >= half] += torch.einsum("n,nhw->hw", w.double(), masks.double())
