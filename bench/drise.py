@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--scenes-at", default="", help="fewer scenes for a size, e.g. 4000=30")
     parser.add_argument("--stability-samples", type=int, default=30, help="T (0: skip the stability part)")
     parser.add_argument("--model", default="demo")
+    parser.add_argument("--no-references", action="store_true", help="D-RISE only (no CAM / attention maps)")
+    parser.add_argument("--report-every", type=int, default=25, help="print the tables every K scenes too")
     args = parser.parse_args()
     from app.cli import _quiet
     _quiet()
@@ -51,7 +53,7 @@ def main() -> None:
     loaded = load_model(args.model)
     sizes = [int(n) for n in args.masks.split(",") if n]
     limit = {int(k): int(v) for k, v in (item.split("=") for item in args.scenes_at.split(",") if item)}
-    references = [*mc_maps.cam_methods(), "attention"]
+    references = [] if args.no_references else [*mc_maps.cam_methods(), "attention"]
     rows: dict[str, list[dict]] = {}
     stab: dict[str, list[float]] = {m: [] for m in references}
     count = 0
@@ -95,8 +97,14 @@ def main() -> None:
                 r = mc_maps.map_uncertainty(loaded, pixels, q, name, {}, samples=args.stability_samples)
                 stab[name].append(r["stability"])
         print(f"scene {i + 1}/{args.scenes}: {count} detections", flush=True)
+        if (i + 1) % args.report_every == 0 and i + 1 < args.scenes:
+            report(args, loaded, rows, stab, i + 1)
 
-    print(f"\n{args.scenes} scenes from seed {args.seed}; model {loaded.name}; one correct detection per scene "
+    report(args, loaded, rows, stab, args.scenes)
+
+
+def report(args, loaded, rows: dict, stab: dict, scenes: int) -> None:
+    print(f"\n{scenes} scenes from seed {args.seed}; model {loaded.name}; one correct detection per scene "
           f"(best score >= 0.7); {torch.get_num_threads()} thread(s)")
     print("method: detections | pointing game | energy PG | deletion AUC (lower better) | insertion AUC | "
           "cost x forward | convergence r | convergence rho")
@@ -106,7 +114,7 @@ def main() -> None:
         print(f"{name}: {len(rs)} | {mean['hit']:.3f} | {mean['energy']:.3f} | {mean['deletion']:.3f} | "
               f"{mean['insertion']:.3f} | {mean['cost']:.0f} | {mean.get('r', np.nan):.3f} | "
               f"{mean.get('rho', np.nan):.3f}")
-    if args.stability_samples:
+    if args.stability_samples and stab:
         p = float(loaded.model.config.dropout)
         print(f"\nstability under MC-Dropout (T={args.stability_samples}, p={p:g}, slot identity): "
               "mean pairwise Spearman of the sample maps, averaged over detections")

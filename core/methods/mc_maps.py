@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import copy
 import threading
+from dataclasses import replace
 import numpy as np
 import torch
 
+from core import params as P
 from core.methods import gradcam
 from core.methods.explanation import Progress
 from core.methods.targets import TARGETS
@@ -34,6 +36,12 @@ from core.models import mc_dropout as mc
 
 IDENTITIES = ("slot", "matched")
 ATTENTION = ("attention",)
+# The CLI's `explain --mc-samples T --dropout P --seed S`: the Uncertainty card's declarations,
+# T renamed (IG has its own "samples") and optional (absent: the plain map)
+SAMPLES = replace(P.MC_SAMPLES, name="mc_samples", flag="--mc-samples", default=None, optional=True,
+                  help="Map uncertainty: the map in T MC-Dropout samples (mean map, std map, stability); "
+                       "CAM family and attention.")
+PARAMS = (SAMPLES, P.MC_DROPOUT, P.MC_SEED)
 
 
 def cam_methods() -> tuple[str, ...]:
@@ -59,11 +67,6 @@ def stability(maps: np.ndarray) -> float:
         return float("nan")
     corr = np.corrcoef(rankdata(flat, axis=1))
     return float(corr[np.triu_indices(len(flat), 1)].mean())
-
-
-def _summary(maps: np.ndarray, slots: np.ndarray, info: dict) -> dict:
-    return {"mean": maps.mean(0).astype(np.float32), "std": maps.std(0).astype(np.float32),
-            "maps": maps.astype(np.float32), "stability": stability(maps), "slots": slots.tolist(), **info}
 
 
 def _features(loaded, pixel_values: torch.Tensor) -> mc.BackboneFeatures:
@@ -131,11 +134,18 @@ def map_uncertainty(loaded, pixel_values: torch.Tensor, query: int, method: str,
     mc._check(samples, p, 1)
     target = params.get("target") or "class"
     layer = _check(method, identity, target, params.get("layer"), loaded.model)
+    # p = 0: every sample is the deterministic model; computed once, so the std is exactly 0
+    runs = 1 if p == 0 else samples
     if method in ATTENTION:
-        return _attention(loaded, pixel_values, query, int(params.get("decoder_layer", -1)), samples, p, seed,
-                          identity, progress, features)
-    return _cams(loaded, pixel_values, query, method, layer, target, samples, p, seed, identity, progress,
-                 chunk or mc.default_chunk(pixel_values.device))
+        maps, slots, info = _attention(loaded, pixel_values, query, int(params.get("decoder_layer", -1)), runs, p,
+                                       seed, identity, progress, features)
+    else:
+        maps, slots, info = _cams(loaded, pixel_values, query, method, layer, target, runs, p, seed, identity,
+                                  progress, chunk or mc.default_chunk(pixel_values.device))
+    maps, slots = np.repeat(maps.astype(np.float64), samples // runs, 0), np.repeat(slots, samples // runs, 0)
+    return {"mean": maps.mean(0).astype(np.float32), "std": maps.std(0).astype(np.float32),
+            "maps": maps.astype(np.float32), "stability": stability(maps), "slots": slots.tolist(),
+            **info, "samples": samples}
 
 
 def _deterministic(private, noise, features: mc.BackboneFeatures):
@@ -192,9 +202,9 @@ def _cams(loaded, pixel_values, query, method, layer, target, samples, p, seed, 
     maps = np.stack([_cam_maps(a, g[0])[method].float().cpu().numpy() for g in gradient])
     if progress:
         progress(total, total)
-    return _summary(maps, np.concatenate(slots), {
+    return maps, np.concatenate(slots), {
         "method": method, "layer": layer, "target": target, "class_index": class_index, "query": int(query),
-        "samples": samples, "dropout": p, "seed": seed, "identity": identity, "chunk": chunk})
+        "dropout": p, "seed": seed, "identity": identity, "chunk": chunk}
 
 
 def cam_maps_naive(loaded, pixel_values, query: int, method: str, params: dict | None = None, samples: int = 30,
@@ -277,7 +287,7 @@ def _attention(loaded, pixel_values, query, decoder_layer, samples, p, seed, ide
     maps = cross[torch.arange(samples), :, torch.as_tensor(slots)].mean(1).reshape(samples, h, w)
     if progress:
         progress(1, 1)
-    return _summary(maps.float().cpu().numpy(), slots, {
+    return maps.float().cpu().numpy(), slots, {
         "method": "attention", "decoder_layer": decoder_layer,
-        "class_index": int(mc._labels(det[0][0])[query]), "query": int(query), "samples": samples, "dropout": p,
-        "seed": seed, "identity": identity})
+        "class_index": int(mc._labels(det[0][0])[query]), "query": int(query), "dropout": p, "seed": seed,
+        "identity": identity}
