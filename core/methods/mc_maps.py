@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import threading
 from dataclasses import replace
+
 import numpy as np
 import torch
 
