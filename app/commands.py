@@ -156,15 +156,22 @@ def cmd_explain(args) -> int:
     params = _checked(method.params, _method_params(args, method), context(loaded))
     if params == EXIT_USAGE:
         return EXIT_USAGE
+    mc = _mc_params(args)
+    if mc == EXIT_USAGE:
+        return EXIT_USAGE
     try:
-        result = method.compute(loaded, loaded.pixel_values(image), args.query, params)
+        if mc:
+            info, heatmap, std = _map_uncertainty(loaded, loaded.pixel_values(image), args, params, mc)
+        else:
+            explanation = method.compute(loaded, loaded.pixel_values(image), args.query, params)[args.method]
+            info, heatmap = explanation.info, np.asarray(explanation.heatmap)
     except ValueError as err:  # e.g. a layer that runs twice in one forward: the message says why
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    explanation = result[args.method]
-    heatmap = np.asarray(explanation.heatmap)
     if args.raw:
         np.save(args.raw, heatmap)
+    if mc and args.raw_std:
+        np.save(args.raw_std, std)
     if args.png:
         from components.heatmaps import colorize, resize_map, value_range
         from PIL import Image
@@ -173,7 +180,7 @@ def cmd_explain(args) -> int:
         scale = "RdBu_r" if signed else "Jet"
         colours = colorize(resize_map(heatmap, image.width, image.height), scale, zmin, zmax)
         Image.blend(image, Image.fromarray(colours), 0.5).save(args.png)
-    report = {"image": path, "query": args.query, "method": args.method, **explanation.info,
+    report = {"image": path, "query": args.query, "method": args.method, **info,
               "shape": list(heatmap.shape), "min": float(heatmap.min()), "max": float(heatmap.max())}
     if args.json:
         print(json.dumps(report, default=str))
@@ -181,6 +188,30 @@ def cmd_explain(args) -> int:
         for key, value in report.items():
             print(f"{key}: {value}")
     return EXIT_OK
+
+
+def _mc_params(args):
+    """{mc_samples, dropout, seed} with --mc-samples, None without it, or the exit code."""
+    from core.methods import mc_maps
+    if args.mc_samples is None:
+        if args.raw_std or args.dropout is not None:
+            print("error: --dropout and --raw-std go with --mc-samples", file=sys.stderr)
+            return EXIT_USAGE
+        return None
+    if args.method not in mc_maps.supported():
+        print(f"error: --mc-samples is for {', '.join(mc_maps.supported())}; got {args.method}", file=sys.stderr)
+        return EXIT_USAGE
+    return _checked(mc_maps.PARAMS, {"mc_samples": args.mc_samples, "dropout": args.dropout, "seed": args.seed})
+
+
+def _map_uncertainty(loaded, pixels, args, params: dict, mc: dict):
+    """(JSON facts, mean map, std map) of the map under MC-Dropout (core/methods/mc_maps.py)."""
+    from core.methods.mc_maps import map_uncertainty
+    r = map_uncertainty(loaded, pixels, args.query, args.method, params, samples=mc["mc_samples"], p=mc["dropout"],
+                        seed=mc["seed"])
+    info = {k: v for k, v in r.items() if k not in ("mean", "std", "maps", "samples", "method", "query")}
+    info.update(mc_samples=r["samples"], std_max=float(r["std"].max()))
+    return info, r["mean"], r["std"]
 
 
 def _num(value) -> str:
@@ -311,7 +342,10 @@ def add_all(sub) -> None:
     seen: set = set()
     for method in METHODS.values():  # each declared parameter once; a method reads only its own
         P.add_arguments(p, method.params, seen)
-    p.add_argument("--raw", help="write the unnormalised map as .npy")
+    from core.methods.mc_maps import PARAMS as MC_MAP_PARAMS
+    P.add_arguments(p, MC_MAP_PARAMS, seen)  # --mc-samples, --dropout (--seed is shared)
+    p.add_argument("--raw", help="write the unnormalised map as .npy (with --mc-samples: the mean map)")
+    p.add_argument("--raw-std", help="with --mc-samples: write the per-pixel standard deviation map as .npy")
     p.add_argument("--png", help="write the map over the image as PNG")
     p.add_argument("--json", action="store_true")
     _common(p)

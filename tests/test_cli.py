@@ -122,3 +122,40 @@ def test_uncertainty_refuses_out_of_range_samples_and_dropout(images, capsys):
     assert "MC Dropout Samples must be 1..100" in capsys.readouterr().err
     assert main(["uncertainty", str(images[0]), "--dropout", "5"]) == 2
     assert "Dropout Probability must be 0..0.9" in capsys.readouterr().err
+
+
+def test_explain_map_uncertainty_writes_mean_and_std(tiny_dir, images, tmp_path, capsys):
+    """--mc-samples: the JSON adds mc_samples, dropout, stability; --raw is the mean map, --raw-std
+    the std map; at --dropout 0 the std is zero and the mean is the plain map."""
+    import numpy as np
+    base = ["explain", str(images[0]), "--model", str(tiny_dir), "--query", "1", "--method", "gradcam++", "--json"]
+    plain, mean, std = (str(tmp_path / f"{n}.npy") for n in ("plain", "mean", "std"))
+    assert main([*base, "--raw", plain]) == 0
+    capsys.readouterr()
+    assert main([*base, "--mc-samples", "3", "--dropout", "0", "--raw", mean, "--raw-std", std]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mc_samples"] == 3 and report["dropout"] == 0.0 and report["stability"] == pytest.approx(1.0)
+    np.testing.assert_allclose(np.load(mean), np.load(plain), rtol=1e-5, atol=1e-5 * np.load(plain).max())
+    assert np.all(np.load(std) == 0)
+    assert main([*base, "--mc-samples", "4", "--dropout", "0.5", "--seed", "1", "--raw-std", std]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dropout"] == 0.5 and report["seed"] == 1 and np.load(std).max() > 0 and report["stability"] < 1
+
+
+def test_explain_map_uncertainty_refuses_bad_usage(tiny_dir, images, capsys):
+    base = ["explain", str(images[0]), "--model", str(tiny_dir), "--query", "1"]
+    assert main([*base, "--method", "ig", "--mc-samples", "3"]) == 2
+    assert main([*base, "--method", "gradcam", "--mc-samples", "101"]) == 2
+    assert main([*base, "--method", "gradcam", "--mc-samples", "3", "--dropout", "0.95"]) == 2
+    assert main([*base, "--method", "gradcam", "--dropout", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "--mc-samples is for" in err and "Traceback" not in err
+
+
+def test_explain_drise_flags_come_from_its_declarations(tiny_dir, images, capsys):
+    base = ["explain", str(images[0]), "--model", str(tiny_dir), "--query", "1", "--method", "drise", "--json"]
+    assert main([*base, "--masks", "100", "--grid", "4", "--keep", "0.4", "--seed", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["masks"], report["grid"], report["keep"], report["seed"]) == (100, 4, 0.4, 2)
+    assert report["shape"] == [48, 64] or len(report["shape"]) == 2 and "convergence_r" in report
+    assert main([*base, "--masks", "50"]) == 2

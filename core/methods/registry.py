@@ -74,3 +74,9 @@ register(Method("attention", "DETR attention", "attention", compute_attention, A
 register(Method("relevance", "Attention relevance (Chefer et al.)", "relevance", compute_relevance,
                 RELEVANCE_PARAMS, quick=True,
                 help="attention weighted by its gradient, propagated through every layer (one backward)."))
+
+from core.methods.drise import PARAMS as DRISE_PARAMS, compute_drise  # noqa: E402
+
+register(Method("drise", "D-RISE (black-box)", "drise", compute_drise, DRISE_PARAMS,
+                help="reads nothing inside the model: how much the detection survives when random parts of the "
+                     "image are hidden (N masked forward passes)."))
