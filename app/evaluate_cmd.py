@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 
-def _bar(stream=sys.stderr):
+def _bar(stream=None):
     """progress(done, total) drawing one line on a terminal; nothing elsewhere."""
+    stream = stream or sys.stderr  # looked up when called: the stream in use now
     if not stream.isatty():
         return None
     start, last = time.monotonic(), [0.0]

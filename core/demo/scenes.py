@@ -107,7 +107,6 @@ def make_scene(seed: int, size: int = SCENE_SIZE, max_objects: int = 5) -> tuple
 def write_scenes(out: Path, count: int, seed: int, size: int = SCENE_SIZE) -> dict:
     """Write scene-0000.png ..., truth.json and the same truth as COCO annotations.json (image id
     i + 1, category ids 1.. in CLASSES order); scene i uses seed + i."""
-    from core.evaluation.coco import coco_annotations
     out.mkdir(parents=True, exist_ok=True)
     truth = {}
     for i in range(count):
@@ -119,3 +118,20 @@ def write_scenes(out: Path, count: int, seed: int, size: int = SCENE_SIZE) -> di
     coco = coco_annotations(truth, {name: (size, size) for name in truth}, CLASSES)
     (out / "annotations.json").write_text(json.dumps(coco))
     return truth
+
+
+def coco_annotations(truth: dict[str, list[dict]], sizes: dict[str, tuple[int, int]], classes) -> dict:
+    """COCO annotations of {file name: [{"label", "box" x0 y0 x1 y1}]}; sizes: file -> (width, height).
+    Image ids 1, 2, ... in the given order; category ids 1.. in `classes` order."""
+    cat = {c: k + 1 for k, c in enumerate(classes)}
+    images, anns = [], []
+    for k, (name, objs) in enumerate(truth.items(), start=1):
+        w, h = sizes[name]
+        images.append({"id": k, "file_name": name, "width": int(w), "height": int(h)})
+        for o in objs:
+            x0, y0, x1, y1 = o["box"]
+            anns.append({"id": len(anns) + 1, "image_id": k, "category_id": cat[o["label"]],
+                         "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                         "area": round((x1 - x0) * (y1 - y0), 4), "iscrowd": 0})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": i, "name": c, "supercategory": "shape"} for c, i in cat.items()]}

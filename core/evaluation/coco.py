@@ -162,23 +162,6 @@ def _area(box) -> float:
     return float((box[2] - box[0]) * (box[3] - box[1]))
 
 
-def coco_annotations(truth: dict[str, list[dict]], sizes: dict[str, tuple[int, int]], classes) -> dict:
-    """COCO annotations of {file name: [{"label", "box" x0 y0 x1 y1}]}; sizes: file -> (width, height).
-    Image ids 1, 2, ... in the given order; category ids 1.. in `classes` order."""
-    cat = {c: k + 1 for k, c in enumerate(classes)}
-    images, anns = [], []
-    for k, (name, objs) in enumerate(truth.items(), start=1):
-        w, h = sizes[name]
-        images.append({"id": k, "file_name": name, "width": int(w), "height": int(h)})
-        for o in objs:
-            x0, y0, x1, y1 = o["box"]
-            anns.append({"id": len(anns) + 1, "image_id": k, "category_id": cat[o["label"]],
-                         "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                         "area": round(_area(o["box"]), 4), "iscrowd": 0})
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": i, "name": c, "supercategory": "shape"} for c, i in cat.items()]}
-
-
 def coco_ap(dataset: Dataset, detections: np.ndarray) -> dict:
     """COCO box AP of detections [N, 7] rows (image id, x0, y0, x1, y1, score, model label id).
 

@@ -172,8 +172,9 @@ def _cams(loaded, pixel_values, query, method, layer, target, samples, p, seed, 
     module = dict(loaded.model.named_modules())[layer]
     total = samples + 2
     with torch.enable_grad():
-        with gradcam._activation(module) as captured:
+        with gradcam._activations({layer: module}) as found:
             features = _features(loaded, pixel_values.detach())
+        captured = found[layer]
         if len(captured) != 1:
             raise ValueError(f"layer {layer!r} ran {len(captured)} times in one forward; pick a layer that runs once")
         det = _deterministic(private, noise, features)
@@ -226,7 +227,8 @@ def cam_maps_naive(loaded, pixel_values, query: int, method: str, params: dict |
     maps = []
     for t in range(samples):
         noise.draw([t])
-        with torch.enable_grad(), noise, gradcam._activation(module) as captured:
+        with torch.enable_grad(), noise, gradcam._activations({layer: module}) as found:
+            captured = found[layer]
             out = private(pixel_values=pixel_values)
             slot = _follow(identity, query, det, out.logits, out.pred_boxes)
             score = _scores(out.logits, out.pred_boxes, slot, target, class_index).sum()
