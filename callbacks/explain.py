@@ -52,7 +52,7 @@ def params_for(family: dict, values: dict, target) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def run_explanation(set_progress, _clicks, query, family_name, variants, values, target, image, fams):
+def run_explanation(set_progress, _clicks, query, family_name, variants, values, target, image, fams, mc=None):
     """Runs in a job process; hands back only a reference: the maps stay in the server-side cache.
     Out-of-range or forged values are refused by the service's validation before any model run."""
     family = next((f for f in fams if f["family"] == family_name), None)
@@ -63,9 +63,15 @@ def run_explanation(set_progress, _clicks, query, family_name, variants, values,
     params = params_for(family, values, target if family["target"] else None)
     ref = {"image_id": image["image_id"], "query": query, "method": name, "family": family_name, "params": params}
 
+    def progress(done, total):
+        set_progress((done, total, f"{done}/{total}"))
+
     def work():
-        explanation = service.explanation(image["image_id"], query, name, params, progress=lambda done, total:
-                                          set_progress((done, total, f"{done}/{total}")))
+        if mc:  # the map under MC-Dropout: mean, std, stability
+            result = service.map_uncertainty(image["image_id"], query, name, params, mc, progress)
+            return {"mc": mc, "info": {"stability": result["stability"], "samples": result["samples"],
+                                       "dropout": result["dropout"]}}
+        explanation = service.explanation(image["image_id"], query, name, params, progress=progress)
         return {"info": _jsonable(explanation.info)}
     return run_job("The explanation", ref, work, set_progress)
 
@@ -103,36 +109,54 @@ def describe(method: str, info: dict) -> list:
     return [html.Div(line) for line in lines if line]
 
 
-def draw_explanation(result, variant, opacity, absolute, image, detections):
-    """Web process, no model: the map comes from the cache (switching a variant is a lookup)."""
+def map_figure(image, det, query, values, opacity, absolute, title):
+    """The image, the picked box on top of a heatmap of `values`."""
     from callbacks.detection import detection_figure
-    from core.methods.registry import METHODS
-    if not result:
-        return no_update, HIDDEN, "Pick a detection, then press Explain."
-    if result.get("error"):
-        return no_update, HIDDEN, html.Div(f"{result['error']}", className="text-danger")
-    if not image or result["image_id"] != image["image_id"]:
-        return no_update, HIDDEN, "Pick a detection, then press Explain."
-    method = result["method"]
-    if variant in METHODS and METHODS[variant].family == result["family"]:
-        method = variant
-    explanation = service.cached_explanation(result["image_id"], result["query"], method, result["params"])
-    if explanation is None:
-        return no_update, HIDDEN, "Press Explain to compute this explanation."
-    dets = (detections or {}).get("detections", [])
-    det = next((d for d in dets if d["index"] == result["query"]), None)
-    values = np.asarray(explanation.heatmap, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
     signed = bool(values.min() < 0) and not absolute
     if absolute:
         values = np.abs(values)
-    fig = detection_figure(image, [det] if det else [], 0.0, result["query"], False)
+    fig = detection_figure(image, [det] if det else [], 0.0, query, False)
     n_boxes = len(fig.data) - 1
     add_heatmap(fig, values, image["width"], image["height"], opacity=opacity if opacity is not None else 0.5,
-                signed=signed, title=method)
-    # the selected box stays drawn on top of the heatmap
-    fig.data = (fig.data[0], *fig.data[1 + n_boxes:], *fig.data[1:1 + n_boxes])
+                signed=signed, title=title)
+    fig.data = (fig.data[0], *fig.data[1 + n_boxes:], *fig.data[1:1 + n_boxes])  # the box stays on top
+    return fig
+
+
+def draw_explanation(result, variant, opacity, absolute, image, detections):
+    """Web process, no model: the map comes from the cache (switching a variant is a lookup).
+    Returns (figure, its style, info, std figure, its column's style)."""
+    from core.methods.registry import METHODS
+    none = (no_update, HIDDEN)
+    if not result:
+        return no_update, HIDDEN, "Pick a detection, then press Explain.", *none
+    if result.get("error"):
+        return no_update, HIDDEN, html.Div(f"{result['error']}", className="text-danger"), *none
+    if not image or result["image_id"] != image["image_id"]:
+        return no_update, HIDDEN, "Pick a detection, then press Explain.", *none
+    method = result["method"]
+    if variant in METHODS and METHODS[variant].family == result["family"]:
+        method = variant
+    dets = (detections or {}).get("detections", [])
+    det = next((d for d in dets if d["index"] == result["query"]), None)
     title = f"{METHODS[method].label} for {option_label(det) if det else result['query']}"
-    return fig, SHOWN, [html.B(title), *describe(method, {**result["info"], **explanation.info})]
+    if result.get("mc"):
+        found = service.cached_map_uncertainty(result["image_id"], result["query"], method, result["params"],
+                                               result["mc"])
+        if found is None:
+            return no_update, HIDDEN, "Press Explain to compute the map under MC-Dropout.", *none
+        mean = map_figure(image, det, result["query"], found["mean"], opacity, absolute, "mean")
+        std = map_figure(image, det, result["query"], found["std"], opacity, True, "std")
+        return mean, SHOWN, [html.B(title), html.Div(
+            f"Left: the mean map over {found['samples']} MC-Dropout samples (dropout {found['dropout']:.2f}, seed "
+            f"{found['seed']}, identity {found['identity']}); right: its per-pixel standard deviation. Stability "
+            f"(mean pairwise Spearman correlation of the sample maps): {found['stability']:.3f}.")], std, SHOWN
+    explanation = service.cached_explanation(result["image_id"], result["query"], method, result["params"])
+    if explanation is None:
+        return no_update, HIDDEN, "Press Explain to compute this explanation.", *none
+    fig = map_figure(image, det, result["query"], explanation.heatmap, opacity, absolute, method)
+    return fig, SHOWN, [html.B(title), *describe(method, {**result["info"], **explanation.info})], *none
 
 
 def register(app, settings) -> None:
@@ -147,13 +171,15 @@ def register(app, settings) -> None:
     def explain(set_progress, clicks, query, family, *rest):
         variants = dict(zip(variant_ids, rest[:len(variant_ids)]))
         values = dict(zip(param_ids, rest[len(variant_ids):len(variant_ids) + len(param_ids)]))
-        target, image = rest[-2:]
+        target, image, on, samples, dropout, seed, identity = rest[-7:]
+        mc = {"samples": samples, "dropout": dropout, "seed": seed, "identity": identity} if on else None
         return run_explanation(set_progress, clicks, query, family,
                                {v[:-len("-variant")]: value for v, value in variants.items()}, values, target,
-                               image, fams)
+                               image, fams, mc)
     app.callback(Output(ids.EXPLAIN_RESULT, "data"), Input(ids.EXPLAIN, "n_clicks"), Input(ids.PICKER, "value"),
                  State(ids.METHOD, "value"), *[State(i, "value") for i in variant_ids + param_ids],
-                 State(ids.TARGET, "value"), State(ids.IMAGE_STORE, "data"),
+                 State(ids.TARGET, "value"), State(ids.IMAGE_STORE, "data"), State(ids.MAP_UNCERTAINTY, "value"),
+                 *[State(i, "value") for i in (ids.MC_SAMPLES, ids.MC_DROPOUT, ids.MC_SEED, ids.MC_IDENTITY)],
                  **job_options(ids.EXPLAIN, ids.EXPLAIN_CANCEL, ids.EXPLAIN_PROGRESS))(explain)
 
     def draw(result, *rest):
@@ -162,7 +188,8 @@ def register(app, settings) -> None:
         variant = dict(zip(variant_ids, variants)).get(ids.variant_id(family)) if family else None
         return draw_explanation(result, variant, opacity, absolute, image, detections)
     app.callback(Output(ids.EXPLAIN_FIGURE, "figure"), Output(ids.EXPLAIN_FIGURE, "style"),
-                 Output(ids.EXPLAIN_INFO, "children"), Input(ids.EXPLAIN_RESULT, "data"),
+                 Output(ids.EXPLAIN_INFO, "children"), Output(ids.EXPLAIN_STD_FIGURE, "figure"),
+                 Output(f"{ids.EXPLAIN_STD_FIGURE}-col", "style"), Input(ids.EXPLAIN_RESULT, "data"),
                  *[Input(i, "value") for i in variant_ids], Input(ids.OPACITY, "value"),
                  Input(ids.IG_ABSOLUTE, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
                  prevent_initial_call=True)(draw)

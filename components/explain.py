@@ -36,6 +36,13 @@ def explain_controls(families: list[dict], target, options: dict[str, list[tuple
                 f"{f['label']}: {f['help']}" for f in families if f.get("help"))),
         *groups,
         param_control(target, ids.TARGET, [(v, TARGET_LABELS.get(v, v)) for v in target.choices]),
+        with_tooltip("Map uncertainty", dbc.Switch(id=ids.MAP_UNCERTAINTY, value=False,
+                                                   label="mean and std over MC-Dropout samples"),
+                     ids.MAP_UNCERTAINTY, "Compute the map in every MC-Dropout sample (samples, rate, seed and "
+                                          "identity of the Uncertainty card) and show its mean beside its per-pixel "
+                                          "standard deviation, with a stability figure: the mean pairwise Spearman "
+                                          "correlation of the sample maps (1: the map does not change under dropout). "
+                                          "For the Grad-CAM family and DETR attention."),
         with_tooltip("Absolute values", dbc.Switch(id=ids.IG_ABSOLUTE, value=False, label="show |attribution|"),
                      ids.IG_ABSOLUTE, "Signed maps (red raises the score, blue lowers it) or their magnitude."),
         with_tooltip("Heatmap opacity", dcc.Slider(id=ids.OPACITY, min=0, max=1, step=0.05, value=0.5,
@@ -60,7 +67,9 @@ def explain_panel():
             dbc.Progress(id=ids.EXPLAIN_PROGRESS, value=0, max=1, striped=True, animated=True,
                          style={"display": "none"}, className="mb-2"),
             html.Div(id=ids.EXPLAIN_INFO, className="mb-2", children="Pick a detection, then press Explain."),
-            dcc.Graph(id=ids.EXPLAIN_FIGURE, config={"displaylogo": False}, style={"display": "none"}),
+            dbc.Row([dbc.Col(dcc.Graph(id=ids.EXPLAIN_FIGURE, config={"displaylogo": False}, style={"display": "none"})),
+                     dbc.Col(dcc.Graph(id=ids.EXPLAIN_STD_FIGURE, config={"displaylogo": False}),
+                             id=f"{ids.EXPLAIN_STD_FIGURE}-col", style={"display": "none"})]),
             dcc.Store(id=ids.EXPLAIN_RESULT),
         ]),
     ], className="mb-3")

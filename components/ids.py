@@ -45,6 +45,8 @@ EXPLAIN_PROGRESS = "explain-progress"
 EXPLAIN_RESULT = "explain-result"
 EXPLAIN_FIGURE = "explain-figure"
 EXPLAIN_INFO = "explain-info"
+MAP_UNCERTAINTY = "map-uncertainty"     # switch: the map's mean and std over the MC-Dropout samples
+EXPLAIN_STD_FIGURE = "explain-std-figure"
 
 # compare view
 COMPARE = "compare"

@@ -108,6 +108,34 @@ def explanation(image_key: str, query: int, method: str, params: dict, progress=
     return cache.memo(key, compute)[method]
 
 
+def _map_uncertainty_key(image_key, query, method, params, mc: dict) -> tuple[str, dict, dict]:
+    key, full = _explanation_key(image_key, query, method, params)
+    mc = {**P.validate(P.UNCERTAINTY, {k: mc.get(k) for k in ("samples", "dropout", "seed")}),
+          "identity": mc.get("identity") if mc.get("identity") in ("slot", "matched") else "slot"}
+    return cache.key("map-uncertainty", key, method, mc), full, mc
+
+
+def map_uncertainty(image_key: str, query: int, method: str, params: dict, mc: dict, progress=None) -> dict:
+    """core.methods.mc_maps.map_uncertainty of one detection's map: mean, std and stability over the
+    MC-Dropout samples of the Uncertainty card (mc: samples, dropout, seed, identity), cached."""
+    from core.methods.mc_maps import map_uncertainty as compute_maps, supported
+    if method not in supported():
+        raise P.ParamError(f"Map uncertainty is available for {', '.join(supported())}.")
+    loaded = model()
+    key, full, mc = _map_uncertainty_key(image_key, query, method, params, mc)
+
+    def compute():
+        _count_model_call()
+        out = compute_maps(loaded, loaded.pixel_values(get_image(image_key)), query, method, full, mc["samples"],
+                           mc["dropout"], mc["seed"], mc["identity"], progress)
+        return {k: v for k, v in out.items() if k != "maps"}  # the mean and std are what the page draws
+    return cache.memo(key, compute)
+
+
+def cached_map_uncertainty(image_key: str, query: int, method: str, params: dict, mc: dict) -> dict | None:
+    return cache.store().get(_map_uncertainty_key(image_key, query, method, params, mc)[0])
+
+
 def cached_explanation(image_key: str, query: int, method: str, params: dict):
     """The Explanation if some process has computed it, else None (never runs the model)."""
     found = cache.store().get(_explanation_key(image_key, query, method, params)[0])

@@ -122,3 +122,25 @@ def test_a_failing_method_shows_a_sentence_with_an_error_id_and_logs_the_traceba
     error_id = ref["error"].split("error id ")[1][:8]
     record = next(r for r in caplog.records if error_id in r.getMessage())
     assert record.levelname == "ERROR" and "secret internals" in str(record.exc_info[1])
+
+
+def test_map_uncertainty_shows_mean_and_std_side_by_side(served, rgb_image):
+    key = service.put_image(rgb_image)
+    image = {"image_id": key, "width": 64, "height": 48}
+    fams = cb.families()
+
+    def run(mc):
+        def go():
+            context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "explain.n_clicks", "value": 1}]))
+            return cb.run_explanation(lambda p: None, 1, 1, "cam", {"cam": "gradcam"}, {}, "class", image, fams, mc)
+        return copy_context().run(go)
+    plain = run(None)
+    ref = run({"samples": 3, "dropout": 0.0, "seed": 0, "identity": "slot"})
+    assert "error" not in ref and ref["info"]["samples"] == 3
+    mean_fig, style, info, std_fig, std_style = cb.draw_explanation(ref, "gradcam", 0.5, False, image, None)
+    assert style == std_style == {"display": "block"} and "Stability" in str(info)
+    assert np.allclose(np.asarray(std_fig.data[-1].z), 0)  # dropout 0: every sample is the plain model
+    plain_fig = cb.draw_explanation(plain, "gradcam", 0.5, False, image, None)[0]
+    np.testing.assert_allclose(np.asarray(mean_fig.data[-1].z), np.asarray(plain_fig.data[-1].z), atol=1e-5)
+    forged = run({"samples": 10**6, "dropout": 0.1, "seed": 0, "identity": "slot"})
+    assert "MC Dropout Samples must be 1..100" in forged["error"]
