@@ -150,13 +150,18 @@ def _comparison_key(kind: str, image_key: str, query: int, methods: dict, *extra
 def comparison(image_key: str, query: int, methods: dict, gt_box=None, progress=None) -> dict:
     """Every method's map (through `explanation`'s cache) with faithfulness scores and their ranking
     (core.evaluation.compare.compare); methods: name -> params; gt_box: a true box in image pixels or None."""
-    from core.evaluation.compare import compare
+    from core.evaluation.compare import compare, shared_pass
     loaded = model()
 
     def compute():
         _count_model_call()
         image = get_image(image_key)
-        return compare(loaded, loaded.pixel_values(image), query, methods, gt_box, image.size, progress=progress,
+        pixels = loaded.pixel_values(image)
+        keys = {name: _explanation_key(image_key, query, name, params) for name, params in methods.items()}
+        missing = {name: full for name, (k, full) in keys.items() if cache.store().get(k) is None}
+        for name, result in shared_pass(loaded, pixels, query, missing).items():  # CAM + attention + relevance:
+            cache.store().set(keys[name][0], result)                              # one forward and one backward
+        return compare(loaded, pixels, query, methods, gt_box, image.size, progress=progress,
                        explain=lambda name, params, p: explanation(image_key, query, name, params, p))
     return cache.memo(_comparison_key("compare", image_key, query, methods, gt_box), compute)
 
