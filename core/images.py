@@ -32,7 +32,15 @@ def write_preprocessor_config(out: Path, shortest_edge: int, longest_edge: int) 
 MAX_BYTES = 20 * 1024 * 1024   # size cap of an uploaded file (configurable)
 MAX_PIXELS = 40_000_000        # pixel cap: refuses decompression bombs before decoding
 MIN_SIDE = 16                  # smaller images carry too little for a detector
-FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+# the only Pillow plugins tried (no EPS/PS/PDF: EPS runs Ghostscript where it is installed). The JPEG
+# plugin also opens JPEGs carrying extra pictures (MPO, from phone cameras).
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+SUPPORTED = "PNG, JPEG, WebP, BMP, TIFF or GIF"
+# what a refused file probably is, by its first bytes (only to name it in the message)
+_SIGNATURES = ((b"%!PS", "PostScript/EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"), (b"<svg", "SVG"),
+               (b"<?xml", "SVG/XML"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+               (b"\x00\x00\x01\x00", "ICO"), (b"icns", "ICNS"), (b"8BPS", "Photoshop"), (b"gimp xcf", "GIMP"),
+               (b"qoif", "QOI"), (b"DDS ", "DDS"))
 
 
 class ImageError(ValueError):
@@ -67,9 +75,11 @@ def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_
         raise ImageError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
     import io
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise ImageError("This file is not an image that can be read (use PNG, JPEG, WebP, BMP, TIFF or GIF).")
+        kind = next((name for magic, name in _SIGNATURES if data.lstrip()[:len(magic)] == magic), "unknown")
+        raise ImageError(f"This file is not an image that can be read: not a supported image format ({kind}); "
+                         f"use {SUPPORTED}.")
     except Exception as err:  # noqa: BLE001 - PIL raises many kinds on hostile input
         raise ImageError(f"The image could not be opened: {err}.")
     width, height = image.size
@@ -104,3 +114,14 @@ def data_url(image: Image.Image, max_side: int = 1024) -> tuple[str, int, int]:
     buf = io.BytesIO()
     thumb.save(buf, "JPEG", quality=88)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), thumb.width, thumb.height
+
+
+def fit_for_model(image: Image.Image, longest_edge: int) -> Image.Image:
+    """The image with its longest side at most 2 x the model's longest edge (what the model reads,
+    with room for zooming in the page): a huge upload is not kept and cached at full size."""
+    limit = 2 * int(longest_edge)
+    if max(image.size) <= limit:
+        return image
+    scale = limit / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.LANCZOS)

@@ -6,7 +6,6 @@ served from the cache.
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
@@ -18,17 +17,26 @@ from core.models.detection import detect as run_detect
 from core.models.loading import DEFAULT_MODEL, LoadedModel, load_model_or_demo
 
 _model: LoadedModel | None = None
+_wanted: tuple[str, str | None] = (DEFAULT_MODEL, None)  # (model, device): app.settings.Settings.apply
 _lock = threading.Lock()
 _inference_ran = False  # read by forked job processes (see job_process_setup)
 
 
+def configure(model_name: str, device: str | None = None) -> None:
+    """The model this process loads on first use (a model already loaded under another name is dropped)."""
+    global _wanted, _model
+    with _lock:
+        if _model is not None and (model_name, device) != _wanted:
+            _model = None
+        _wanted = (model_name, device)
+
+
 def model() -> LoadedModel:
-    """This process' model, loaded once (after fork under gunicorn) from DETR_MODEL / DETR_DEVICE."""
+    """This process' model, loaded once (after fork under gunicorn) as configured."""
     global _model
     with _lock:
         if _model is None:
-            _model = load_model_or_demo(os.environ.get("DETR_MODEL", DEFAULT_MODEL),
-                                        os.environ.get("DETR_DEVICE") or None)
+            _model = load_model_or_demo(*_wanted)
         return _model
 
 

@@ -20,11 +20,10 @@ DETS = [
 @pytest.fixture
 def no_model(monkeypatch, tmp_path):
     """A private cache, and a model that fails the test if anything asks for it."""
-    monkeypatch.setenv("DETR_CACHE_DIR", str(tmp_path))
-    cache.reset()
+    cache.configure(directory=tmp_path)
     monkeypatch.setattr(service, "model", lambda: pytest.fail("the model was called"))
     yield
-    cache.reset()
+    cache.configure()
 
 
 def _in_context(trigger: str, fn, *args):

@@ -133,12 +133,11 @@ def test_joint_pass_gives_each_method_its_own_map_in_one_forward_and_backward(ti
 @pytest.fixture
 def served(tiny, monkeypatch, tmp_path):
     """The tiny model served from a private cache; jobs keep the test process' threads."""
-    monkeypatch.setenv("DETR_CACHE_DIR", str(tmp_path))
-    cache.reset()
+    cache.configure(directory=tmp_path)
     service.use_model(tiny)
     monkeypatch.setattr(service, "job_process_setup", lambda: None)
     yield tiny
-    cache.reset()
+    cache.configure()
 
 
 def test_service_caches_and_reuses_explanations(served, rgb_image):

@@ -110,3 +110,39 @@ def test_image_id_is_a_content_hash(rgb):
     other = rgb.copy()
     other.putpixel((0, 0), (0, 0, 0) if rgb.getpixel((0, 0)) != (0, 0, 0) else (1, 1, 1))
     assert image_id(other) != image_id(rgb)
+
+
+def _eps() -> bytes:
+    """A small EPS file (what a Ghostscript-backed plugin would render)."""
+    return (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\n"
+            b"newpath 0 0 moveto 32 0 lineto 32 32 lineto closepath fill\nshowpage\n%%EOF\n")
+
+
+@pytest.mark.parametrize("data, kind", [
+    (_eps(), "PostScript/EPS"),
+    (b"%PDF-1.4\n1 0 obj << >> endobj\n%%EOF\n", "PDF"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg' width='32' height='32'/>", "SVG"),
+])
+def test_other_formats_are_refused_before_any_plugin_parses_them(data, kind, monkeypatch):
+    from PIL import EpsImagePlugin
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1))
+    with pytest.raises(ImageError, match=rf"not a supported image format \({kind}\)"):
+        decode_image(data)
+    assert opened == []  # the EPS plugin never saw the bytes
+
+
+def test_formats_pillow_can_read_but_we_do_not_are_refused(rgb):
+    for fmt in ("ICO", "PPM", "TGA"):
+        with pytest.raises(ImageError, match="not a supported image format"):
+            decode_image(_encode(rgb.resize((32, 32)), fmt))
+
+
+def test_huge_images_are_fitted_to_twice_the_models_longest_edge(rgb):
+    from core.images import fit_for_model
+    big = rgb.resize((3000, 2000))
+    out = fit_for_model(big, 800)
+    assert out.size == (1600, 1067)  # 2000 * 1600 / 3000 = 1066.7
+    small = rgb.resize((1600, 900))
+    assert fit_for_model(small, 800) is small  # already within: not resampled
+    assert fit_for_model(rgb.resize((900, 3300)), 1333).size == (727, 2666)  # 900 * 2666 / 3300 = 727.1

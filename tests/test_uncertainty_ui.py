@@ -39,8 +39,7 @@ def _rows(table) -> dict[str, list[str]]:
 @pytest.fixture
 def served(tiny, monkeypatch, tmp_path):
     """A private cache, the tiny model served, an image on the server, its detections; a run of T samples."""
-    monkeypatch.setenv("DETR_CACHE_DIR", str(tmp_path))
-    cache.reset()
+    cache.configure(directory=tmp_path)
     monkeypatch.setattr(service, "_model", tiny)
     rng = np.random.default_rng(1)
     image = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
