@@ -23,7 +23,10 @@ def model_info() -> dict:
 def create_app(settings: Settings | None = None) -> dash.Dash:
     settings = settings or Settings()
     settings.export()
+    settings.apply()
+    from app import logs, security
     from app.background import make_manager
+    logs.setup(settings.log_level)
     from callbacks import detection, register_all
     from callbacks.evaluate import shown_params
     from callbacks.explain import control_options, families
@@ -38,9 +41,15 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
 
     info = model_info()
     samples = detection.sample_list(info["is_demo"])
+    manager = make_manager(settings)
     app = dash.Dash(__name__, title="DETR Interpretability Dashboard", assets_folder=str(ROOT / "assets"),
-                    background_callback_manager=make_manager(settings.redis_url),
+                    background_callback_manager=manager,
                     suppress_callback_exceptions=False)
+    security.limit_requests(app.server, settings)
+    security.use_secret_key(app.server, settings, manager.get_or_create_signing_secret)
+    security.use_sessions(app.server)
+    if settings.redis_url:  # Celery workers: several processes
+        security.warn_without_secret_key(settings)
     controls = [explain_controls(families(), TARGET, control_options(info)),
                 uncertainty_controls(info["trained_dropout"], UNCERTAINTY)]
     evaluate = evaluate_panel([Path(d).name for d in settings.datasets], shown_params(),

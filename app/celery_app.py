@@ -1,21 +1,23 @@
 """Celery for many machines: `celery -A app.celery_app worker --concurrency 2 --loglevel info`.
 
-Broker and result backend: REDIS_URL. Web and worker processes run the same code: the worker's
-main process imports every callbacks/ module and builds the same manager (dash names each task by
-a hash of its callback's id and source), and never touches the model. Each pool process loads the
-model once, after the fork (worker_process_init), with torch threads set to its share of the cores.
-While a job runs, a thread writes a heartbeat the web process reads to tell a dead worker from a
-slow one (app/background.py).
+Broker and result backend: Settings.redis_url (REDIS_URL). Web and worker processes run the same
+code: the worker's main process registers every callback (callbacks.register_all) with the same manager (dash
+names each task by a hash of its callback's id and source), and never touches the model. Each pool
+process loads the model once, after the fork (worker_process_init), with torch threads set to its
+share of the cores. While a job runs, a thread writes a heartbeat the web process reads to tell a
+dead worker from a slow one (app/background.py). This module imports app/background.py, never the
+other way round.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 import time
 from pathlib import Path
 
-from celery import Celery, signals
+from celery import signals
 
 # before torch loads: idle OpenMP threads sleep instead of spinning (see gunicorn.conf.py)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -25,60 +27,41 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = str(Path(__file__).resolve().parent.parent)
 sys.path.insert(1, ROOT)
 
-from app.background import ALIVE, KEEP
+from app.background import ALIVE, KEEP, make_celery, make_manager  # noqa: E402
+from app.settings import Settings  # noqa: E402
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-JOB_TIME_LIMIT = int(os.environ.get("DETR_JOB_TIME_LIMIT", 900))
-HEARTBEAT_EVERY = float(os.environ.get("DETR_JOB_HEARTBEAT_EVERY", 2))
-
-celery_app = Celery("detr", broker=REDIS_URL, backend=REDIS_URL)
-celery_app.conf.update(
-    # one job at a time per pool process: a long explanation must not hold queued jobs an idle process could run
-    worker_prefetch_multiplier=1,
-    # acknowledged on receipt (the default): a job that kills its worker is not redelivered to kill the
-    # next one; the card shows the failure and the person retries
-    task_acks_late=False,
-    task_track_started=True,
-    # a stuck job is stopped (soft: the callback shows the error; hard: the pool process is replaced)
-    task_soft_time_limit=JOB_TIME_LIMIT - 30,
-    task_time_limit=JOB_TIME_LIMIT,
-    # memory stays flat per job (bench/load.py), but a pool process is replaced now and then anyway:
-    # reloading the model costs about a second
-    worker_max_tasks_per_child=int(os.environ.get("DETR_WORKER_MAX_TASKS", 500)),
-    worker_max_memory_per_child=int(os.environ.get("DETR_WORKER_MAX_MEMORY_MB", 3000)) * 1024,
-    result_expires=KEEP,
-    # bounded waits when Redis goes away: the web process answers with an error instead of hanging
-    redis_socket_connect_timeout=3,
-    redis_socket_timeout=10,
-    broker_connection_timeout=3,
-    broker_connection_retry_on_startup=True,
-    task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
-)
+log = logging.getLogger(__name__)
+settings = Settings()
+if not settings.redis_url:
+    settings.redis_url = "redis://127.0.0.1:6379/0"
+celery_app = make_celery(settings)
 
 
 def register_callbacks() -> None:
     """Register every callback on an app with the same manager as the web process (callbacks.register_all,
     dash names each task by a hash of its callback's id and source): tasks only, no model."""
     import dash
-    from app.background import make_manager
-    from app.settings import Settings
     from callbacks import register_all
-    register_all(dash.Dash(__name__, background_callback_manager=make_manager(REDIS_URL)), Settings())
+    register_all(dash.Dash(__name__, background_callback_manager=make_manager(settings, celery_app)), settings)
 
 
 @signals.worker_init.connect
 def _worker_init(sender=None, **_):
     """Main worker process, before the pool forks: tasks only, no torch work."""
-    os.environ.setdefault("DETR_WORKER_CONCURRENCY", str(getattr(sender, "concurrency", 1) or 1))
+    if settings.worker_concurrency is None:
+        settings.worker_concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    settings.apply()
+    from app import security
+    security.warn_without_secret_key(settings)
     register_callbacks()
 
 
 def torch_threads() -> int:
-    """This pool process' share of the cores (DETR_TORCH_THREADS overrides)."""
-    if os.environ.get("DETR_TORCH_THREADS"):
-        return int(os.environ["DETR_TORCH_THREADS"])
+    """This pool process' share of the cores (Settings.torch_threads overrides)."""
+    if settings.torch_threads:
+        return settings.torch_threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // int(os.environ.get("DETR_WORKER_CONCURRENCY", 1)))
+    return max(1, cores // (settings.worker_concurrency or 1))
 
 
 @signals.worker_process_init.connect
@@ -90,13 +73,14 @@ def _load_model(**_):
     hf_logging.disable_progress_bar()
     from core import service
     from core.methods import registry  # noqa: F401 - imports every method's module
+    settings.apply()
     torch.set_num_threads(torch_threads())
     loaded = service.model()
     with torch.no_grad():
         loaded.model(pixel_values=torch.zeros(1, 3, 64, 64, device=loaded.device))
 
 
-_beats: dict[str, tuple[threading.Event, threading.Thread]] = {}
+_beats: dict[str, tuple[threading.Event, threading.Thread, float]] = {}
 
 
 @signals.task_prerun.connect
@@ -104,6 +88,7 @@ def _start_heartbeat(task_id=None, task=None, args=None, **_):
     if not (task and task.name.startswith("background_callback_") and args):
         return
     key, client, stop = ALIVE + args[0], celery_app.backend.client, threading.Event()
+    every = settings.heartbeat_every
 
     def beat():
         while True:
@@ -111,19 +96,21 @@ def _start_heartbeat(task_id=None, task=None, args=None, **_):
                 client.set(key, f"{time.time()} {os.getpid()}", ex=KEEP)
             except Exception:  # noqa: BLE001 - Redis away: the web side reports it
                 pass
-            if stop.wait(HEARTBEAT_EVERY):
+            if stop.wait(every):
                 return
     thread = threading.Thread(target=beat, daemon=True, name="detr-heartbeat")
-    _beats[task_id] = stop, thread
+    _beats[task_id] = stop, thread, time.monotonic()
+    log.info("job %s running (pid %d)", task_id, os.getpid())
     thread.start()
 
 
 @signals.task_postrun.connect
-def _stop_heartbeat(task_id=None, args=None, **_):
+def _stop_heartbeat(task_id=None, args=None, state=None, **_):
     found = _beats.pop(task_id, None)
     if found is not None:
         found[0].set()
-        found[1].join(timeout=HEARTBEAT_EVERY + 1)  # no beat written after the delete
+        found[1].join(timeout=settings.heartbeat_every + 1)  # no beat written after the delete
+        log.info("job %s ended (%s) after %.2f s", task_id, state, time.monotonic() - found[2])
         try:
             celery_app.backend.client.delete(ALIVE + args[0])
         except Exception:  # noqa: BLE001

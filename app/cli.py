@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser().parse_args(["serve", *argv])
     _quiet()
+    from app.settings import Settings
+    Settings().apply()  # the result cache (DETR_CACHE_DIR, REDIS_URL) for batch commands too
     return args.func(args)
 
 

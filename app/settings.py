@@ -53,6 +53,11 @@ class Settings:
     worker_max_memory_mb: int = field(default_factory=lambda: _env("DETR_WORKER_MAX_MEMORY_MB", 3000, int))
     worker_concurrency: int | None = field(default_factory=lambda: _env("DETR_WORKER_CONCURRENCY", None, int))
     torch_threads: int | None = field(default_factory=lambda: _env("DETR_TORCH_THREADS", None, int))
+    # gunicorn (gunicorn.conf.py)
+    gunicorn_bind: str = field(default_factory=lambda: _env("GUNICORN_BIND", "127.0.0.1:8050"))
+    gunicorn_workers: int = field(default_factory=lambda: _env("GUNICORN_WORKERS", 2, int))
+    gunicorn_threads: int = field(default_factory=lambda: _env("GUNICORN_THREADS", 4, int))
+    gunicorn_timeout: int = field(default_factory=lambda: _env("GUNICORN_TIMEOUT", 120, int))
 
     @property
     def max_upload_bytes(self) -> int:

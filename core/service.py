@@ -66,6 +66,13 @@ def model_calls() -> int:
     return int(cache.store().get("stats:model_calls", 0))
 
 
+class ImageGone(KeyError):
+    """The image is no longer on the server (evicted, or the cache was cleared)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "the image is no longer on the server"
+
+
 def put_image(image: Image.Image) -> str:
     from core.images import image_id
     key = image_id(image)
@@ -76,7 +83,7 @@ def put_image(image: Image.Image) -> str:
 def get_image(image_key: str) -> Image.Image:
     stored = cache.store().get("image:" + image_key)
     if stored is None:
-        raise KeyError("The image is no longer on the server (the cache was cleared). Please upload it again.")
+        raise ImageGone("The image is no longer on the server (the cache was cleared). Please upload it again.")
     return Image.fromarray(stored[1])
 
 
