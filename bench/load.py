@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.load [--sessions 8] [--rounds 2] [--cold-rounds 1] [--setup both|single|celery]
                                    [--model demo]
     .venv/bin/python -m bench.load --jobs 6          # fork-per-job: inherited model vs reload per job
+    .venv/bin/python -m bench.load --abuse 50        # one session firing 50 jobs beside 4 normal ones,
+                                                     # with the per-session job cap (2) and without (0)
 
 HTTP: each simulated session does what the page does (Dash's callback protocol on
 /_dash-update-component, background callbacks polled like the browser polls them): upload a
@@ -342,6 +344,74 @@ def run_setup(setup, model, sessions, rounds, cold_rounds, budget, workdir):
                   f"  rss first {first / 2**20:6.0f} last {last / 2**20:6.0f}")
 
 
+# --- one session firing many jobs beside normal sessions --------------------------------------------
+
+def flood(base: str, seed: int, burst: int, steps0: int = 8) -> dict:
+    """One browser session: upload, detect, then `burst` Integrated Gradients requests at once (each
+    with its own step count: none is cached). Counts the jobs answered "wait" and the others."""
+    c = DashClient(base)
+    contents = scene_png(seed)
+    image = c.call("image-store.data", "upload.contents", **{"upload.contents": contents,
+                                                             "upload.filename": f"{seed}.png"})["image-store"]["data"]
+    dets = c.call("detections-store.data", "image-store.data", **{"image-store.data": image})["detections-store"]["data"]
+    query = max(dets["detections"], key=lambda d: d["score"])["index"]
+
+    def one(i):
+        try:
+            out = c.call("explain-result.data", "explain.n_clicks", **{
+                "explain.n_clicks": 1, "picker.value": query, "image-store.data": image, "method.value": "ig",
+                "ig-steps.value": steps0 + i, "ig-baseline.value": "black"})["explain-result"]["data"]
+        except Exception as err:  # noqa: BLE001
+            return f"request failed: {type(err).__name__}"
+        return "refused" if "wait for your running job" in str(out.get("error", "")) else (
+            "error" if out.get("error") else "done")
+    t = time.perf_counter()
+    with ThreadPoolExecutor(burst) as pool:
+        outcomes = list(pool.map(one, range(burst)))
+    return {k: outcomes.count(k) for k in set(outcomes)} | {"wall": time.perf_counter() - t}
+
+
+def abuse_bench(model: str, burst: int, normal: int, rounds: int, workdir: Path) -> None:
+    """p50/p95 of normal sessions' steps and whole sessions while one session floods the server with
+    `burst` jobs, on one machine (python -m app serve: a forked process per job), with the
+    per-session cap (DETR_JOBS_PER_SESSION=2) and without it (0)."""
+    for cap in (2, 0):
+        os.environ["DETR_JOBS_PER_SESSION"] = str(cap)
+        stack = Stack("single", model, workdir / f"cap{cap}")
+        try:
+            stack.wait_ready(240)
+            session(stack.url, 1_000_000)  # warm: the first request of a process is the slow one
+            flooding = ThreadPoolExecutor(1).submit(flood, stack.url, 1_000_001, burst)
+            time.sleep(1.0)  # the burst is under way
+            t = time.perf_counter()
+
+            def person(i):
+                out = []
+                for r in range(rounds):
+                    start = time.perf_counter()
+                    res = session(stack.url, 1_000_300 + 10 * i + r)
+                    out.append((time.perf_counter() - start, res))
+                return out
+            with ThreadPoolExecutor(normal) as pool:
+                runs = [x for xs in pool.map(person, range(normal)) for x in xs]
+            normal_wall = time.perf_counter() - t
+            flooded = flooding.result(timeout=1800)
+        finally:
+            stack.stop()
+        errors = sum(len(res["errors"]) for _, res in runs)
+        walls = [w for w, res in runs if not res["errors"]]
+        print(f"\n== cap {cap if cap else 'off'}: {normal} normal sessions x {rounds} rounds beside one session firing "
+              f"{burst} IG jobs ({', '.join(f'{k} {v}' for k, v in sorted(flooded.items()) if k != 'wall')}; "
+              f"its burst took {flooded['wall']:.1f} s)")
+        print(f"  normal sessions: {len(walls)} ok, {errors} errors, all done in {normal_wall:.1f} s; "
+              f"session wall p50 {pct(walls, .5):.2f} s  p95 {pct(walls, .95):.2f} s" if walls else "  no normal session ok")
+        for name in ("upload", "detect", "gradcam", "figure"):
+            steps = [res["steps"][name][0] for _, res in runs if name in res["steps"]]
+            if steps:
+                print(f"  {name:8s} wall p50 {pct(steps, .5) * 1e3:7.0f} ms  p95 {pct(steps, .95) * 1e3:7.0f} ms")
+    os.environ.pop("DETR_JOBS_PER_SESSION", None)
+
+
 # --- (a) inherited model vs (b) reload per job ---------------------------------------------------------
 
 def _job(reload: bool, model: str, seed: int, out):
@@ -416,6 +486,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="demo")
     ap.add_argument("--budget", type=float, default=600, help="seconds per setup for the sessions")
     ap.add_argument("--jobs", type=int, default=0, help="run the per-job benchmark with this many jobs instead")
+    ap.add_argument("--abuse", type=int, default=0, metavar="N",
+                    help="one session firing N jobs beside --normal sessions, with and without the per-session cap")
+    ap.add_argument("--normal", type=int, default=4, help="normal sessions beside --abuse")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= 32:
         ap.error("--sessions must be 1..32")
@@ -426,6 +499,11 @@ def main(argv=None) -> int:
         if args.jobs:
             os.environ["DETR_MODEL"] = model
             jobs_bench(model, args.jobs)
+            return 0
+        if args.abuse:
+            if not 1 <= args.abuse <= 64:
+                ap.error("--abuse must be 1..64")
+            abuse_bench(model, args.abuse, args.normal, args.rounds, workdir)
             return 0
         for setup in (("single", "celery") if args.setup == "both" else (args.setup,)):
             run_setup(setup, model, args.sessions, args.rounds, min(args.cold_rounds, args.rounds), args.budget,
