@@ -1,7 +1,8 @@
 """Serving many people, end to end: Redis, a Celery worker and gunicorn (2 workers), driven by chromium.
 
 Every process is started on loopback with a private cache and stopped in the fixture's teardown;
-every wait has a timeout. The worker's heartbeat is checked every second and called dead after 5 s,
+every wait has a timeout. Redis requires a password and the web processes share DETR_SECRET_KEY,
+as the README asks. The worker's heartbeat is checked every second and called dead after 10 s,
 so a killed worker shows in the page within seconds.
 """
 import os
@@ -41,8 +42,10 @@ class Stack:
         self.tmp, self.procs = tmp, {}
         self.redis_port, self.web_port = _free_port(), _free_port()
         self.url = f"http://127.0.0.1:{self.web_port}"
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.redis_password = "serving-test-" + os.urandom(8).hex()
+        self.redis_url = f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
         self.env = {**os.environ, "REDIS_URL": self.redis_url, "DETR_MODEL": os.environ.get("DETR_MODEL", "demo"),
+                    "DETR_SECRET_KEY": os.urandom(24).hex(),
                     "DETR_CACHE_DIR": str(tmp / "cache"), "PYTHONPATH": str(ROOT), "TRANSFORMERS_VERBOSITY": "error",
                     "DETR_JOB_HEARTBEAT_EVERY": "1", "DETR_JOB_HEARTBEAT_TIMEOUT": "10"}
 
@@ -107,7 +110,7 @@ def stack(tmp_path_factory):
     try:
         # Redis bounded as the README says: keys with a TTL (cache, results) evicted least-recently-used
         s.start("redis", [shutil.which("redis-server"), "--port", str(s.redis_port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--maxmemory", "64mb",
+                          "--requirepass", s.redis_password, "--save", "", "--appendonly", "no", "--maxmemory", "64mb",
                           "--maxmemory-policy", "volatile-lru"])
         _until(lambda: s._alive("redis") and _pings(s), "redis did not start", 30)
         s.start("gunicorn", [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
@@ -284,3 +287,55 @@ def test_one_machine_killed_job_process_shows_an_error(dash_duo, dashboard, tmp_
     _until(lambda: dash_duo.find_element("#explain").is_enabled(), "Explain stayed disabled: no retry possible")
     _explain(dash_duo)
     _until(lambda: "Convergence" in _info(dash_duo), lambda: "the retry failed: " + _info(dash_duo), JOB_TIMEOUT)
+
+
+def _raw_post(url: str, length: int, body: bytes) -> int:
+    """POST a body of `length` bytes to dash's callback route over a raw socket; the status code."""
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(f"POST /_dash-update-component HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {length}\r\n\r\n".encode())
+        try:
+            conn.sendall(body)
+        except (BrokenPipeError, ConnectionResetError):  # refused before reading it all
+            pass
+        return int(conn.recv(4096).split(b"\r\n", 1)[0].split()[1])
+
+
+def test_hostile_requests_are_refused_and_start_no_job(stack):
+    """Forged callback payloads get a clear message (or 4xx), start no job in the worker and run no
+    model; the next normal request works."""
+    import base64
+    from bench.load import DashClient, scene_png
+    c = DashClient(stack.url)
+    assert c.http.cookies.get("detr_session")  # the signed per-session cookie
+    image = c.call("image-store.data", "upload.contents", **{"upload.contents": scene_png(1_000_077),
+                                                             "upload.filename": "a.png"})["image-store"]["data"]
+    dets = c.call("detections-store.data", "image-store.data", **{"image-store.data": image})
+    query = dets["detections-store"]["data"]["detections"][0]["index"]
+    received = lambda: (stack.tmp / "celery.log").read_text().count("received")  # noqa: E731
+    calls, jobs = stack.model_calls(), received()
+
+    def explain(**values):
+        return c.call("explain-result.data", "explain.n_clicks", **{
+            "explain.n_clicks": 1, "picker.value": query, "image-store.data": image, **values})["explain-result"]["data"]
+    for forged in ({"method.value": "ig", "ig-steps.value": 10**6}, {"method.value": "cam", "cam-layer.value": "no.such"},
+                   {"method.value": "cam", "picker.value": -1}):
+        out = explain(**forged)
+        assert out.get("error") and "Traceback" not in out["error"], (forged, out)
+    for samples, p in ((10**6, 0.1), (10, 5)):
+        out = c.call("mc-result.data", "mc-run.n_clicks", **{"mc-run.n_clicks": 1, "mc-samples.value": samples,
+                                                              "mc-dropout.value": p, "mc-seed.value": 0,
+                                                              "image-store.data": image})["mc-result"]["data"]
+        assert out.get("error"), (samples, p, out)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n"
+    for contents, says in (("data:image/png;base64," + base64.b64encode(b"hello").decode(), "not an image"),
+                           ("data:application/postscript;base64," + base64.b64encode(eps).decode(), "EPS")):
+        out = c.call("image-store.data", "upload.contents", **{"upload.contents": contents, "upload.filename": "x"})
+        assert says in str(out.get("upload-message")), out
+    assert _raw_post(stack.url, 60 * 2**20, b"x" * (60 * 2**20)) == 413
+    assert _raw_post(stack.url, 300 * 2**20, b"") == 413  # refused from its headers
+    time.sleep(1)
+    assert stack.model_calls() == calls and received() == jobs, "a forged request started a job or ran the model"
+    out = explain(**{"method.value": "cam", "cam-variant.value": "gradcam"})
+    assert not out.get("error"), out
