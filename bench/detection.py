@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import tempfile
 
 import numpy as np
@@ -27,10 +26,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    os.environ["DETR_CACHE_DIR"] = tempfile.mkdtemp()
     from app.cli import _quiet
     _quiet()
     from core import cache, service
+    cache.configure(directory=tempfile.mkdtemp())
     from core.models.detection import detect
     from core.images import decode_image
     from core.models.loading import load_model_or_demo
@@ -86,7 +85,7 @@ def main() -> None:
     service.model = real_model
     print(f"threshold change -> updated figure {1000 * t_thr:.1f} ms server side (goal < 100 ms), "
           f"model calls during it: {service.model_calls() - calls}")
-    cache.reset()
+    cache.configure()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Without models/demo-detr (and no --model) it runs an untrained model of the demo
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 
 import torch
@@ -43,8 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    os.environ.setdefault("DETR_CACHE_DIR", tempfile.mkdtemp(prefix="bench-gradcam-"))
-    cache.reset()
+    cache.configure(directory=tempfile.mkdtemp(prefix="bench-gradcam-"))
 
     loaded = load_model(args.model) if args.model else untrained_demo()
     loaded.preprocess = Preprocess(shortest_edge=args.size, longest_edge=args.size * 5 // 3,

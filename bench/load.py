@@ -497,7 +497,8 @@ def main(argv=None) -> int:
         workdir = Path(tmp)
         model = bench_model(args.model, workdir)
         if args.jobs:
-            os.environ["DETR_MODEL"] = model
+            from core import service
+            service.configure(model)
             jobs_bench(model, args.jobs)
             return 0
         if args.abuse:
