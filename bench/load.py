@@ -23,6 +23,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -371,6 +372,32 @@ def flood(base: str, seed: int, burst: int, steps0: int = 8) -> dict:
     return {k: outcomes.count(k) for k in set(outcomes)} | {"wall": time.perf_counter() - t}
 
 
+class JobMemory(threading.Thread):
+    """Peak number of job processes and their summed memory (RSS of each minus what it shares is not
+    known cheaply: USS, its own pages); stops the stack when the machine runs short of memory."""
+
+    def __init__(self, stack: Stack, floor_gib: float = 3.0):
+        super().__init__(daemon=True)
+        self.stack, self.floor, self.stop = stack, floor_gib * 2**30, threading.Event()
+        self.peak_jobs, self.peak_uss, self.aborted = 0, 0, False
+
+    def run(self):
+        while not self.stop.is_set():
+            jobs = [p for role, p in self.stack.tree() if role == "job"]
+            uss = 0
+            for p in jobs:
+                try:
+                    uss += p.memory_full_info().uss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            self.peak_jobs, self.peak_uss = max(self.peak_jobs, len(jobs)), max(self.peak_uss, uss)
+            if psutil.virtual_memory().available < self.floor:
+                self.aborted = True
+                self.stack.stop()
+                return
+            self.stop.wait(0.25)
+
+
 def abuse_bench(model: str, burst: int, normal: int, rounds: int, workdir: Path) -> None:
     """p50/p95 of normal sessions' steps and whole sessions while one session floods the server with
     `burst` jobs, on one machine (python -m app serve: a forked process per job), with the
@@ -378,8 +405,10 @@ def abuse_bench(model: str, burst: int, normal: int, rounds: int, workdir: Path)
     for cap in (2, 0):
         os.environ["DETR_JOBS_PER_SESSION"] = str(cap)
         stack = Stack("single", model, workdir / f"cap{cap}")
+        memory = JobMemory(stack)
         try:
             stack.wait_ready(240)
+            memory.start()
             session(stack.url, 1_000_000)  # warm: the first request of a process is the slow one
             flooding = ThreadPoolExecutor(1).submit(flood, stack.url, 1_000_001, burst)
             time.sleep(1.0)  # the burst is under way
@@ -397,12 +426,18 @@ def abuse_bench(model: str, burst: int, normal: int, rounds: int, workdir: Path)
             normal_wall = time.perf_counter() - t
             flooded = flooding.result(timeout=1800)
         finally:
+            memory.stop.set()
             stack.stop()
+        log = (stack.dir / "web.log").read_text()
+        unended = set(re.findall(r"\(pid (\d+)\) running", log)) - set(re.findall(r"\(pid (\d+)\) ended", log))
         errors = sum(len(res["errors"]) for _, res in runs)
         walls = [w for w, res in runs if not res["errors"]]
         print(f"\n== cap {cap if cap else 'off'}: {normal} normal sessions x {rounds} rounds beside one session firing "
               f"{burst} IG jobs ({', '.join(f'{k} {v}' for k, v in sorted(flooded.items()) if k != 'wall')}; "
               f"its burst took {flooded['wall']:.1f} s)")
+        print(f"  job processes at once: at most {memory.peak_jobs}, their own memory (USS) at most "
+              f"{memory.peak_uss / 2**30:.2f} GiB" + ("; ABORTED: the machine ran short of memory" if memory.aborted else "")
+              + (f"; jobs that never ended: {len(unended)}" if unended else ""))
         print(f"  normal sessions: {len(walls)} ok, {errors} errors, all done in {normal_wall:.1f} s; "
               f"session wall p50 {pct(walls, .5):.2f} s  p95 {pct(walls, .95):.2f} s" if walls else "  no normal session ok")
         for name in ("upload", "detect", "gradcam", "figure"):
