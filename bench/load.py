@@ -418,7 +418,10 @@ def abuse_bench(model: str, burst: int, normal: int, rounds: int, workdir: Path)
                 out = []
                 for r in range(rounds):
                     start = time.perf_counter()
-                    res = session(stack.url, 1_000_300 + 10 * i + r)
+                    try:
+                        res = session(stack.url, 1_000_300 + 10 * i + r)
+                    except Exception as err:  # noqa: BLE001 - counted, not fatal
+                        res = {"steps": {}, "errors": [f"{type(err).__name__}: {err}"]}
                     out.append((time.perf_counter() - start, res))
                 return out
             with ThreadPoolExecutor(normal) as pool:

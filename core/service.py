@@ -6,6 +6,7 @@ served from the cache.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -31,9 +32,21 @@ def configure(model_name: str, device: str | None = None) -> None:
         _wanted = (model_name, device)
 
 
+def _new_lock() -> None:
+    """In a forked job process: a lock another thread of the parent held at the fork would never be
+    released there."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock)
+
+
 def model() -> LoadedModel:
     """This process' model, loaded once (after fork under gunicorn) as configured."""
     global _model
+    if _model is not None:  # no lock once loaded: many request threads ask at once
+        return _model
     with _lock:
         if _model is None:
             _model = load_model_or_demo(*_wanted)

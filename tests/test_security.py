@@ -44,20 +44,26 @@ def _payload(contents: str) -> bytes:
 
 
 def _post(port, body: bytes | None, length: int | None = None, timeout=10) -> tuple[int, float]:
-    """POST to dash's callback route over a raw socket: sends the headers and `body` (all of it, or
-    none when None), then reads the status line. (status, seconds until it came)."""
+    """POST to dash's callback route over a raw socket: sends the headers, then `body` (none when
+    None) from another thread while this one waits for the status line. (status, seconds until it came)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         length = len(body) if length is None else length
         s.sendall(f"POST /_dash-update-component HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   f"Content-Length: {length}\r\n\r\n".encode())
         t = time.monotonic()
-        if body is not None:
+
+        def send():
             try:
                 s.sendall(body)
-            except (BrokenPipeError, ConnectionResetError):  # refused early: the server stopped reading
+            except OSError:  # refused early: the server stopped reading and closed
                 pass
+        sender = threading.Thread(target=send, daemon=True)
+        if body is not None:
+            sender.start()
         status = s.recv(4096).split(b"\r\n", 1)[0]
-        return int(status.split()[1]), time.monotonic() - t
+        seconds = time.monotonic() - t
+        s.shutdown(socket.SHUT_RDWR)
+        return int(status.split()[1]), seconds
 
 
 def _data_url(n_bytes: int) -> str:
