@@ -1,10 +1,10 @@
 """Celery for many machines: `celery -A app.celery_app worker --concurrency 2 --loglevel info`.
 
 Broker and result backend: Settings.redis_url (REDIS_URL). Web and worker processes run the same
-code: the worker's main process registers every callback (callbacks.register_all) with the same manager (dash
-names each task by a hash of its callback's id and source), and never touches the model. Each pool
-process loads the model once, after the fork (worker_process_init), with torch threads set to its
-share of the cores. While a job runs, a thread writes a heartbeat the web process reads to tell a
+code: the worker's main process registers every callback (callbacks.register_all) with the same
+manager (dash names each task by a hash of its callback's id and source), and never touches the
+model. Each pool process loads the model once, after the fork (worker_process_init), with torch
+threads set to its share of the cores. While a job runs, a thread writes a heartbeat the web process reads to tell a
 dead worker from a slow one (app/background.py). This module imports app/background.py, never the
 other way round.
 """

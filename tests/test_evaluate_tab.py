@@ -15,12 +15,11 @@ def demo():
 
 @pytest.fixture
 def served(demo, monkeypatch, tmp_path):
-    monkeypatch.setenv("DETR_CACHE_DIR", str(tmp_path))
-    cache.reset()
+    cache.configure(directory=tmp_path)
     service.use_model(demo)
     monkeypatch.setattr(service, "job_process_setup", lambda: None)
     yield demo
-    cache.reset()
+    cache.configure()
 
 
 def test_evaluate_demo_scenes_draw_and_open_a_row(served):

@@ -18,12 +18,11 @@ from core.methods.gradcam import DEFAULT_VARIANT
 
 @pytest.fixture
 def served(tiny, monkeypatch, tmp_path):
-    monkeypatch.setenv("DETR_CACHE_DIR", str(tmp_path))
-    cache.reset()
+    cache.configure(directory=tmp_path)
     service.use_model(tiny)
     monkeypatch.setattr(service, "job_process_setup", lambda: None)
     yield tiny
-    cache.reset()
+    cache.configure()
 
 
 def _run(fams, family, values=None, variants=None, target="class", query=1, image=None):

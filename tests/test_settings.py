@@ -9,9 +9,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # reads that are not the app's configuration
 ALLOWED = {
     "core/models/loading.py": "HF_HUB_OFFLINE: huggingface_hub's own switch, checked before a download",
-    # to go once the lead's files take Settings: the upload callback its cap, the CLI its --model default
-    "callbacks/detection.py": "DETR_MAX_UPLOAD_MB",
-    "app/cli.py": "DETR_MODEL",
 }
 
 

@@ -50,7 +50,7 @@ def served(tiny, monkeypatch, tmp_path):
     ref = cb.run_uncertainty(progress.append, 1, T, 0.5, 3, store)
     yield {"store": store, "detections": detections, "ref": ref, "progress": progress,
            "result": service.cached_uncertainty(ref["model"], key, T, 0.5, 3)}
-    cache.reset()
+    cache.configure()
 
 
 @pytest.fixture
