@@ -305,7 +305,10 @@ def _raw_post(url: str, length: int, body: bytes) -> int:
                 pass
         threading.Thread(target=send, daemon=True).start()
         status = int(conn.recv(4096).split(b"\r\n", 1)[0].split()[1])
-        conn.shutdown(socket.SHUT_RDWR)
+        try:
+            conn.shutdown(socket.SHUT_RDWR)  # ends the sender
+        except OSError:  # the server has closed it already
+            pass
         return status
 
 
