@@ -38,6 +38,7 @@ from dash.exceptions import PreventUpdate
 from app import dash_adapter as adapter
 from app.security import session_id
 from core.cache import UnsafeEntry, fork_guard, safe_disk
+from core.errors import JobTimeLimit
 
 # Job processes share the cores: idle OpenMP threads must sleep, not spin (see gunicorn.conf.py). Read
 # when torch loads; create_app imports this module before anything imports torch. (Process setup, not
@@ -51,10 +52,6 @@ SESSION = "detr-jobs-of-"  # a browser session's running or queued jobs
 KEEP, STOP_MARK = 3600, 120  # seconds a call and a stop mark are kept (a stop mark is read by the next poll)
 RESERVED = 30  # seconds a session's slot is held for a job being started
 _MISSED = object()
-
-
-class JobTimeLimit(TimeoutError):
-    """A job ran past Settings.job_time_limit."""
 
 
 def busy_message(limit: int) -> str:
@@ -211,7 +208,7 @@ class _Watched:
     def _run_here(self, call, context, reason):
         """The callback in this process with the model out of reach: its cached answer, or (reason
         given) its error output saying `reason`; _MISSED when (reason None) something was not cached."""
-        from app.logs import failure
+        from core.errors import failure
         from core import cache
         background_key, args, kept, _ = call
         fn, progress = adapter.registered(self, background_key)
@@ -260,7 +257,7 @@ def _without_traceback(result):
     error = adapter.error_of(result)
     if not error or not error.get("tb"):
         return result
-    from app.logs import new_id
+    from core.errors import new_id
     error_id = new_id()
     log.error("job failed [error %s]: %s\n%s", error_id, error.get("msg"), error["tb"], extra={"error_id": error_id})
     return adapter.error_record(f"The job failed because of an error on the server (error id {error_id}).")

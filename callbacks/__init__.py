@@ -6,7 +6,6 @@ Each module exposes `register(app)`, which wires its functions with the public `
 from __future__ import annotations
 
 import logging
-import secrets
 
 log = logging.getLogger("detr.callbacks")
 
@@ -36,13 +35,6 @@ def job_options(button: str, cancel: str, progress: str) -> dict:
                 cancel=[Input(cancel, "n_clicks")])
 
 
-def failed(what: str, err: BaseException) -> str:
-    """Log a failure with its traceback under a short error id; the sentence the person sees."""
-    error_id = secrets.token_hex(4)
-    log.error("%s failed [error %s]", what, error_id, exc_info=err)
-    return f"{what} failed (error id {error_id}). Try again; if it keeps failing, give the operator this id."
-
-
 def run_job(what: str, ref: dict, work, set_progress=None) -> dict:
     """The body every model job shares: job-process setup, a first progress tick, the work, and any
     failure turned into {"error": sentence} for the card (the rest of the page keeps working).
@@ -50,6 +42,7 @@ def run_job(what: str, ref: dict, work, set_progress=None) -> dict:
     sentence, not logged as a failure. `work()` returns fields to add to the reference (or None);
     `what` names the job in the sentence ("The explanation")."""
     from core import cache, service
+    from core.errors import failure
     from core.params import ParamError
     service.job_process_setup()
     if set_progress:
@@ -62,4 +55,4 @@ def run_job(what: str, ref: dict, work, set_progress=None) -> dict:
     except cache.ResultUnavailable as err:  # the web process answering without the model (app/background.py):
         return {**ref, "error": f"{what} failed: {err}."}  # a lost job's reason (a mere cache probe discards this)
     except Exception as err:  # noqa: BLE001 - shown in the card; the rest of the page keeps working
-        return {**ref, "error": failed(what, err)}
+        return {**ref, "error": failure(err, what)[1]}

@@ -8,10 +8,11 @@ import numpy as np
 from dash import ALL, Input, Output, State, ctx, html, no_update
 import dash_bootstrap_components as dbc
 
-from callbacks import POLL_MS, failed
+from callbacks import POLL_MS
 from components import ids
 from components.figures import add_boxes, add_truth, image_figure
 from core import cache, params as P, service
+from core.errors import failure
 from core.models.detection import above, option_label
 from core.images import MAX_BYTES, MAX_PIXELS, ImageError, data_url, decode_image
 from core.demo.scenes import make_scene
@@ -78,7 +79,7 @@ def run_detection(image):
     except cache.ResultUnavailable as err:  # a lost job's reason (a mere cache probe discards this answer)
         return {"image_id": image["image_id"], "detections": [], "error": f"Detection failed: {err}."}
     except Exception as err:  # noqa: BLE001 - shown in the card, the page keeps working
-        return {"image_id": image["image_id"], "detections": [], "error": failed("Detection", err)}
+        return {"image_id": image["image_id"], "detections": [], "error": failure(err, "Detection")[1]}
 
 
 def filter_detections(result, threshold, click, selected, picked, pending=None):

@@ -15,6 +15,7 @@ from app import background
 from app.background import CACHED, make_manager
 from app.settings import Settings
 from core import cache
+from core.errors import JobTimeLimit
 
 WAIT = 30
 
@@ -35,7 +36,7 @@ def stubborn(seconds):
         while time.monotonic() < end:
             try:
                 time.sleep(0.05)
-            except background.JobTimeLimit:
+            except JobTimeLimit:
                 pass
         return {"tag": "too late"}
     try:

@@ -117,7 +117,8 @@ def test_a_failing_method_shows_a_sentence_with_an_error_id_and_logs_the_traceba
                                                                            compute=broken))
     image = {"image_id": service.put_image(rgb_image), "width": 64, "height": 48}
     ref = _run(cb.families(), "attention", image=image)
-    assert ref["error"].startswith("The explanation failed (error id ") and "secret" not in ref["error"]
+    assert ref["error"].startswith("The explanation failed because of an error on the server (error id ")
+    assert "secret" not in ref["error"]
     error_id = ref["error"].split("error id ")[1][:8]
     record = next(r for r in caplog.records if error_id in r.getMessage())
     assert record.levelname == "ERROR" and "secret internals" in str(record.exc_info[1])

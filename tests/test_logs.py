@@ -2,6 +2,7 @@
 import logging
 
 from app import logs
+from core.errors import failure
 from core.params import ParamError
 
 
@@ -15,7 +16,7 @@ def _raised(err):
 def test_an_unexpected_error_gives_the_person_only_an_id(caplog):
     err = _raised(RuntimeError("CUDA error at /opt/model/secret_path.py:42"))
     with caplog.at_level(logging.ERROR, logger="detr"):
-        error_id, sentence = logs.failure(err, "The explanation")
+        error_id, sentence = failure(err, "The explanation")
     assert len(error_id) == 8 and f"error id {error_id}" in sentence
     assert "secret_path" not in sentence and "RuntimeError" not in sentence and "Traceback" not in sentence
     (record,) = [r for r in caplog.records if getattr(r, "error_id", None) == error_id]
@@ -26,14 +27,14 @@ def test_an_unexpected_error_gives_the_person_only_an_id(caplog):
 def test_a_message_written_for_the_person_is_kept(caplog):
     err = _raised(ParamError("IG steps must be 1..1024 or auto; got 1000000."))
     with caplog.at_level(logging.WARNING, logger="detr"):
-        error_id, sentence = logs.failure(err, "The explanation")
+        error_id, sentence = failure(err, "The explanation")
     assert sentence == f"The explanation failed: IG steps must be 1..1024 or auto; got 1000000 (error id {error_id})."
     assert any(getattr(r, "error_id", None) == error_id and r.levelno == logging.WARNING for r in caplog.records)
 
 
 def test_ids_differ_between_failures():
     err = _raised(ValueError("x"))
-    assert logs.failure(err, "A")[0] != logs.failure(err, "A")[0]
+    assert failure(err, "A")[0] != failure(err, "A")[0]
 
 
 def _in_a_new_process(code: str) -> str:
