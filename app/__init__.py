@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     from core.evaluation.compare import NORMALISATIONS
     from core.params import TARGET, UNCERTAINTY
 
-    info = model_info()
+    info = {**model_info(), "max_upload_bytes": settings.max_upload_bytes}
     samples = detection.sample_list(info["is_demo"])
     manager = make_manager(settings)
     app = dash.Dash(__name__, title="DETR Interpretability Dashboard", assets_folder=str(ROOT / "assets"),

@@ -14,7 +14,7 @@ from components.figures import add_boxes, add_truth, image_figure
 from core import cache, params as P, service
 from core.errors import failure
 from core.models.detection import above, option_label
-from core.images import MAX_BYTES, MAX_PIXELS, ImageError, data_url, decode_image
+from core.images import MAX_BYTES, MAX_PIXELS, ImageError, data_url, decode_image, fit_for_model
 from core.demo.scenes import make_scene
 
 PHOTOS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "samples")
@@ -42,7 +42,8 @@ def store_image(image, name: str, truth=None) -> dict:
             "name": name, "truth": truth}
 
 
-def load_image(contents, _samples, _new_scene, filename, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS):
+def load_image(contents, _samples, _new_scene, filename, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
+               longest_edge: int | None = None):
     """Decode and validate in the web process (PIL only, no model); a bad file leaves the old image.
     Sample names come from the page and can be forged: only known samples are opened."""
     trigger = ctx.triggered_id
@@ -68,6 +69,8 @@ def load_image(contents, _samples, _new_scene, filename, max_bytes: int = MAX_BY
         image = decode_image(data, max_bytes, max_pixels)
     except (ImageError, ValueError) as err:
         return no_update, _error(f"{filename or 'The file'}: {err} The previous image is still shown.")
+    if longest_edge:  # a huge image is kept at what the model reads (x2), not at full size
+        image = fit_for_model(image, longest_edge)
     return store_image(image, filename or "upload"), ""
 
 
@@ -140,8 +143,8 @@ def detection_figure(image: dict, detections: list[dict], threshold: float, pick
 
 def register(app, settings) -> None:
     def load(contents, samples, new_scene, filename):
-        return load_image(contents, samples, new_scene, filename, settings.max_upload_mb * 2**20,
-                          settings.max_megapixels * 1_000_000)
+        return load_image(contents, samples, new_scene, filename, settings.max_upload_bytes,
+                          settings.max_megapixels * 1_000_000, service.model().preprocess.longest_edge)
     app.callback(Output(ids.IMAGE_STORE, "data"), Output(ids.UPLOAD_MESSAGE, "children"),
                  Input(ids.UPLOAD, "contents"), Input({"type": ids.SAMPLE, "name": ALL}, "n_clicks"),
                  Input(ids.NEW_SCENE, "n_clicks"), State(ids.UPLOAD, "filename"), prevent_initial_call=True)(load)

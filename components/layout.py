@@ -20,7 +20,7 @@ def model_banner(info: dict):
                      id=ids.MODEL_BANNER, color="warning", className="mb-3")
 
 
-def upload_card(info: dict, samples: list[dict]):
+def upload_card(info: dict, samples: list[dict], max_bytes: int):
     gallery = [
         html.Button(html.Img(src=s["thumb"], alt=s["title"], style={"width": "64px", "height": "64px",
                                                                       "objectFit": "cover"}),
@@ -37,9 +37,12 @@ def upload_card(info: dict, samples: list[dict]):
                              "and wrong.", target=ids.SHOW_TRUTH)],
                       style=None if info.get("is_demo") else {"display": "none"})]
     return html.Div([
+        # dcc.Upload drops a file over max_size without telling anyone: the limit is written in the box
         with_tooltip("Image", dcc.Upload(
-            id=ids.UPLOAD, accept="image/*", multiple=False,
-            children=html.Div(["Drag and drop or ", html.A("choose an image", href="#")]),
+            id=ids.UPLOAD, accept="image/*", multiple=False, max_size=max_bytes,
+            children=html.Div(["Drag and drop or ", html.A("choose an image", href="#"),
+                               html.Div(f"PNG, JPEG, WebP, BMP, TIFF or GIF, up to {max_bytes / 2**20:g} MB",
+                                        className="small text-muted")]),
             className="border border-2 rounded text-center p-3", style={"borderStyle": "dashed"}),
             ids.UPLOAD, "Upload a PNG, JPEG, WebP, BMP, TIFF or GIF image (first frame). "
                         "EXIF rotation is applied; the image stays on the server."),
@@ -88,7 +91,7 @@ def page(info: dict, samples: list[dict], controls: list = (), panels: list = ()
         model_banner(info),
         dbc.Tabs([
             dbc.Tab(dbc.Row([
-                dbc.Col(dbc.Card(dbc.CardBody([upload_card(info, samples), html.Hr(), detection_controls(),
+                dbc.Col(dbc.Card(dbc.CardBody([upload_card(info, samples, info["max_upload_bytes"]), html.Hr(), detection_controls(),
                                                *controls])), md=4, lg=3),
                 dbc.Col([detection_panel(), *panels], md=8, lg=9),
             ], className="mt-3"), label="Explain an image", tab_id="explain"),

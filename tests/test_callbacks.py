@@ -100,6 +100,17 @@ def test_a_forged_sample_name_opens_nothing(no_model, name):
     assert store is detection.no_update and "no such sample" in str(message)
 
 
+def test_a_huge_upload_is_kept_at_twice_the_model_input(no_model):
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (3000, 1500), (0, 90, 0)).save(buf, "PNG")
+    contents = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    store, _ = _in_context("upload.contents", detection.load_image, contents, [], None, "big.png", 2**30, 10**8, 400)
+    assert (store["width"], store["height"]) == (800, 400)
+    assert service.get_image(store["image_id"]).size == (800, 400)
+
+
 def test_upload_stores_the_image_server_side(no_model):
     import io
     from PIL import Image
