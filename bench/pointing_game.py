@@ -37,7 +37,7 @@ def all_maps(loaded, pixels, query: int, layers: list[str]) -> dict[str, dict[st
     from core.methods.targets import TARGETS, predicted_class, target_score
     with torch.enable_grad():
         outputs, captured, grid = forward_and_capture(loaded.model, pixels, layers)
-        cls = predicted_class(outputs.logits, query)
+        cls = predicted_class(outputs.logits, query, loaded)
         scores = torch.stack([target_score(outputs, query, t, cls)[0] for t in TARGETS])
         grads = target_gradients(scores, [captured[n] for n in layers])
     result = {}

@@ -1,4 +1,6 @@
-"""DETR's own per-detection map: the decoder cross-attention of the detection's query slot."""
+"""A dense-attention detector's own per-detection map: the decoder cross-attention of the
+detection's query slot (DETR, Conditional DETR, DAB-DETR; core.models.families says where the
+attention modules sit)."""
 from __future__ import annotations
 
 import threading
@@ -9,6 +11,7 @@ import torch
 from core import params as P
 from core.methods.explanation import Explanation, Progress
 from core.methods.targets import predicted_class
+from core.models.families import family_of
 
 PARAMS = (P.Param("decoder_layer", "int", -1, "Decoder layer whose cross-attention is shown (-1: the last).",
                    label="Decoder layer", min=-1, max_from="max_decoder_layer"),)
@@ -38,10 +41,10 @@ def attention_maps(model):
                 got[key].append(output[1])
         return hook
 
-    inner = model.model
+    inner, family = model.model, family_of(model)
     modules = ([(inner.input_projection, "grid")] + [(layer.self_attn, "encoder") for layer in inner.encoder.layers]
-               + [(m, key) for layer in inner.decoder.layers
-                  for m, key in ((layer.self_attn, "decoder"), (layer.encoder_attn, "cross"))])
+               + [(layer.get_submodule(path), key) for layer in inner.decoder.layers
+                  for path, key in ((family.decoder_self, "decoder"), (family.decoder_cross, "cross"))])
     handles = [m.register_forward_hook(keep(key)) for m, key in modules]
     try:
         yield got
@@ -52,6 +55,8 @@ def attention_maps(model):
 
 def forward_with_attentions(loaded, pixel_values: torch.Tensor, **kwargs):
     """One forward; returns (outputs, maps) with maps as `attention_maps` fills them."""
+    if loaded.family.output_attentions:  # DAB-DETR computes the weights always, returns them only when asked
+        kwargs["output_attentions"] = True
     with attention_maps(loaded.model) as maps:
         outputs = loaded.model(pixel_values=pixel_values, **kwargs)
     return outputs, maps
@@ -73,7 +78,7 @@ def attention_explanation(loaded, logits: torch.Tensor, maps: dict, query: int, 
     layer = int(params.get("decoder_layer", -1))
     (h, w), cross = maps["grid"], maps["cross"][layer][0].detach()  # [heads, queries, h*w]
     heatmap = cross[:, query].mean(0).reshape(h, w)
-    class_index = predicted_class(logits, query)
+    class_index = predicted_class(logits, query, loaded)
     info = {"grid": [h, w], "layer": layer % len(maps["cross"]), "heads": int(cross.shape[0]),
             "class_index": class_index, "label": loaded.id2label.get(class_index, str(class_index))}
     return {"attention": Explanation(heatmap.float().cpu().numpy(), info)}

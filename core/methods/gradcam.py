@@ -27,6 +27,7 @@ import torch
 
 from core import params as P
 from core.methods.explanation import Explanation, Progress
+from core.models import backbone
 from core.methods.targets import TARGETS, predicted_class, target_score
 
 PARAMS = (P.LAYER, P.TARGET)
@@ -58,18 +59,14 @@ DEFAULT_LAYERS = {"gradcam": ("output", -2), "gradcam++": ("output", -3), "hires
 
 
 def _stages(model) -> list[tuple[str, torch.nn.Module]]:
-    """(name, stage) of the backbone stages that feed DETR (up to the last `out_features` stage)."""
-    backbone = model.model.backbone.model
-    prefix = "model.backbone.model.encoder.stages"
-    used = max(backbone.stage_names.index(f) for f in backbone.out_features)  # "stem" is index 0
-    return [(f"{prefix}.{i}", stage) for i, stage in enumerate(backbone.encoder.stages) if i < used]
+    """(name, stage) of the backbone stages that feed the detector (core.models.backbone: any
+    transformers conv backbone: ResNet, RT-DETR's ResNet-vd, D-FINE's HGNetV2)."""
+    return backbone.stages(model)
 
 
 def _last_conv(stage: torch.nn.Module) -> str:
     """Name (relative to the stage) of the stage's last conv on the main path (not the shortcut)."""
-    last = len(stage.layers) - 1
-    convs = len(stage.layers[last].layer) - 1
-    return f"layers.{last}.layer.{convs}.convolution"
+    return backbone.last_conv(stage)
 
 
 def _transformer_layers(model) -> list[tuple[str, str]]:
@@ -204,7 +201,7 @@ def compute_cams(loaded, pixel_values: torch.Tensor, query: int, params: dict,
         outputs, captured, grid = forward_and_capture(model, pixel_values, layers)
         if progress:
             progress(1, 2)
-        class_index = predicted_class(outputs.logits, query)
+        class_index = predicted_class(outputs.logits, query, loaded)
         score = target_score(outputs, query, target, class_index)[0]
         gradients = torch.autograd.grad(score, [captured[n] for n in layers])
     if progress:

@@ -110,7 +110,7 @@ def compute_ig(loaded, pixel_values: torch.Tensor, query: int, params: dict,
         raise ValueError(f"unknown baseline {p['baseline']!r}; choose one of {'|'.join(BASELINES)}")
     model, pre = loaded.model, loaded.preprocess
     with torch.no_grad():
-        class_index = predicted_class(model(pixel_values=pixel_values).logits, query)
+        class_index = predicted_class(model(pixel_values=pixel_values).logits, query, loaded)
     x = resize(pixel_values, p["resolution"])
 
     def score(batch):  # channels-last input: the backbone's convs run faster on CPU (bench/compare.py)

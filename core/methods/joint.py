@@ -35,7 +35,7 @@ def compute_joint(loaded, pixel_values: torch.Tensor, query: int, cam: dict, att
             outputs, captured, grid = forward_and_capture(model, pixel_values, layers, **kwargs)
         if progress:
             progress(1, 2)
-        class_index = predicted_class(outputs.logits.detach(), query)
+        class_index = predicted_class(outputs.logits.detach(), query, loaded)
         score = target_score(outputs, query, "class", class_index)[0]
         maps = attention_list(got) if relevance is not None else []
         grads = torch.autograd.grad(score, [captured[n] for n in layers] + maps, allow_unused=True)

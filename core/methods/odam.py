@@ -71,7 +71,7 @@ def compute_odam(loaded, pixel_values: torch.Tensor, query: int, params: dict,
         outputs, captured, grid = forward_and_capture(model, pixel_values, [layer])
         if progress:
             progress(1, 2)
-        class_index = predicted_class(outputs.logits, query)
+        class_index = predicted_class(outputs.logits, query, loaded)
         scores = torch.stack([target_score(outputs, query, t, class_index)[0] for t in TARGETS])
         (grads,) = target_gradients(scores, [captured[layer]], batched)  # [5, 1, ...]
     if progress:

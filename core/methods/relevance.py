@@ -70,17 +70,18 @@ def compute_relevance(loaded, pixel_values: torch.Tensor, query: int, params: di
 
     Parameters are frozen, so the graph is rooted at a clone of the pixels that requires grad, and
     at zero decoder inputs that require grad: without them the first decoder self-attention
-    (queries only) would not be in the graph and would get no gradient.
+    (queries only) would not be in the graph and would get no gradient. DAB-DETR ignores given
+    decoder inputs, so there that first self-attention adds nothing (its gradient counts as 0).
     """
     target = params.get("target", "class")
     config = loaded.model.config
     x = pixel_values.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        outputs, got = forward_with_attentions(loaded, x, decoder_inputs_embeds=decoder_queries(config, x))
-        class_index = predicted_class(outputs.logits.detach(), query)
+        extra = {"decoder_inputs_embeds": decoder_queries(config, x)} if loaded.family.decoder_inputs else {}
+        outputs, got = forward_with_attentions(loaded, x, **extra)
+        class_index = predicted_class(outputs.logits.detach(), query, loaded)
         score = target_score(outputs, query, target, class_index)[0]
-        maps = attention_list(got)
-        grads = torch.autograd.grad(score, maps, allow_unused=True)
+        grads = attention_grads(score, attention_list(got))
     if progress:
         progress(1, 1)
     return relevance_explanation(loaded, got, grads, query, target, class_index, score)
@@ -89,6 +90,13 @@ def compute_relevance(loaded, pixel_values: torch.Tensor, query: int, params: di
 def decoder_queries(config, x: torch.Tensor) -> torch.Tensor:
     """Zero decoder inputs (DETR's own) that require grad, so the first decoder self-attention is in the graph."""
     return torch.zeros(1, config.num_queries, config.d_model, dtype=x.dtype, device=x.device, requires_grad=True)
+
+
+def attention_grads(score: torch.Tensor, maps: list) -> list:
+    """d score / d A for every map (None where A is not in the graph: DAB-DETR's first decoder
+    self-attention sees only its learned queries, since DAB-DETR ignores given decoder inputs)."""
+    live = iter(torch.autograd.grad(score, [A for A in maps if A.requires_grad], allow_unused=True))
+    return [next(live) if A.requires_grad else None for A in maps]
 
 
 def attention_list(got: dict) -> list:

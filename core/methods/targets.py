@@ -1,8 +1,9 @@
-"""What an explanation explains: one scalar of one detection (DETR query slot).
+"""What an explanation explains: one scalar of one detection (its query slot).
 
-"class" is the pre-softmax logit of the detection's predicted class (standard for Grad-CAM and
-for Chefer et al.'s DETR relevance); "cx", "cy", "w", "h" are the predicted box coordinates
-(normalised, after the sigmoid): explaining where the box is, not only what it is.
+"class" is the logit of the detection's predicted class: pre-softmax for DETR (standard for
+Grad-CAM and for Chefer et al.'s DETR relevance), the class logit itself (before its sigmoid) for
+focal-loss heads, which have no no-object column; "cx", "cy", "w", "h" are the predicted box
+coordinates (normalised, after the sigmoid): explaining where the box is, not only what it is.
 """
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ import torch
 TARGETS = ("class", "cx", "cy", "w", "h")
 
 
-def predicted_class(logits: torch.Tensor, query: int) -> int:
-    """Index of the best real class of `query` in [1, Q, C+1] logits (the last class is no-object)."""
-    return int(logits[0, query, :-1].argmax())
+def predicted_class(logits: torch.Tensor, query: int, loaded=None) -> int:
+    """Index of the best real class of `query` in [1, Q, C(+1)] logits.
+
+    `loaded` (a LoadedModel) says the head: DETR's last class is no-object and is skipped; a
+    sigmoid head's columns are all real classes. Without it, DETR's convention.
+    """
+    no_object = loaded is None or loaded.family.no_object
+    return int((logits[0, query, :-1] if no_object else logits[0, query]).argmax())
 
 
 def target_score(outputs, query: int, target: str, class_index: int) -> torch.Tensor:

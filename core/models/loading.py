@@ -7,14 +7,15 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
-from transformers import DetrForObjectDetection
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection, PreTrainedModel
 
-from core.images import IMAGENET_MEAN, IMAGENET_STD, normalize
+from core.images import IMAGENET_MEAN, IMAGENET_STD
+from core.models.families import NO_TIMM_REVISIONS, Family, UnsupportedModel, family_of
 
 DEFAULT_MODEL = "facebook/detr-resnet-50"
-HUB_REVISION = "no_timm"  # the real checkpoint's variant with transformers' own ResNet: no timm needed
 DEMO_NAME = "demo"
 DEMO_DIR = Path(__file__).resolve().parents[2] / "models" / "demo-detr"
 HUB_HOST = ("huggingface.co", 443)
@@ -26,15 +27,24 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Preprocess:
-    """DETR's resize rule: shortest side to `shortest_edge`, capped so the longest is <= `longest_edge`."""
+    """A model's own resize and normalisation, read from its image processor.
+
+    Resize: DETR-style (shortest side to `shortest_edge`, capped so the longest is <= `longest_edge`),
+    or to a fixed `fixed_size` (height, width) as RT-DETR and D-FINE do. Pixels are rescaled to [0, 1]
+    and then normalised with `mean`/`std`; a processor that does not normalise has mean 0 and std 1,
+    so every caller that maps between pixels and model input (baselines, faithfulness) stays right.
+    """
 
     shortest_edge: int = 800
     longest_edge: int = 1333
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+    fixed_size: tuple[int, int] | None = None
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after resizing; an image already at the target size is left as it is."""
+        if self.fixed_size is not None:
+            return self.fixed_size[1], self.fixed_size[0]
         size, short, long = self.shortest_edge, min(width, height), max(width, height)
         raw = None
         if long / short * size > self.longest_edge:
@@ -48,35 +58,40 @@ class Preprocess:
         return int(scale * width), size
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        """PIL image -> [1, 3, H, W] normalised tensor (CPU)."""
+        """PIL image -> [1, 3, H, W] model-input tensor (CPU)."""
         size = self.target_size(*image.size)
         if size != image.size:
             image = image.resize(size, Image.BILINEAR)
-        x = normalize(image)
-        if self.mean != IMAGENET_MEAN or self.std != IMAGENET_STD:  # model-specific statistics
-            x = x * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]
-            x = (x - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
+        x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+        x = (x - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
         return x[None]
 
     @classmethod
     def from_config(cls, config: dict | None) -> "Preprocess":
+        """From an image processor's settings (`preprocessor_config.json` or `processor.to_dict()`)."""
         if not config:
             return cls()
         size = config.get("size") or {}
+        normalise = config.get("do_normalize", True)
+        mean = tuple(config.get("image_mean") or IMAGENET_MEAN) if normalise else (0.0, 0.0, 0.0)
+        std = tuple(config.get("image_std") or IMAGENET_STD) if normalise else (1.0, 1.0, 1.0)
+        if size.get("height") and size.get("width"):
+            h, w = int(size["height"]), int(size["width"])
+            return cls(shortest_edge=min(h, w), longest_edge=max(h, w), mean=mean, std=std, fixed_size=(h, w))
         return cls(shortest_edge=int(size.get("shortest_edge", 800)), longest_edge=int(size.get("longest_edge", 1333)),
-                   mean=tuple(config.get("image_mean", IMAGENET_MEAN)), std=tuple(config.get("image_std", IMAGENET_STD)))
+                   mean=mean, std=std)
 
 
 @dataclass
 class LoadedModel:
-    """A DETR ready to serve: eval mode, parameters frozen, eager attention (so attention maps exist).
+    """A DETR-family detector ready to serve: eval mode, parameters frozen, eager attention (so attention maps exist).
 
     The model object is shared by every request of a process: nothing may change its state
     (train mode, dropout rates, requires_grad); explainers take gradients with respect to
     inputs and activations via `torch.autograd.grad`, never via `.grad` on parameters.
     """
 
-    model: DetrForObjectDetection
+    model: PreTrainedModel  # an AutoModelForObjectDetection: DetrForObjectDetection, RTDetrForObjectDetection, ...
     name: str
     preprocess: Preprocess
     fallback_reason: str | None = None
@@ -88,6 +103,10 @@ class LoadedModel:
     @property
     def id2label(self) -> dict[int, str]:
         return {int(k): v for k, v in self.model.config.id2label.items()}
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.model)
 
     @property
     def is_demo(self) -> bool:
@@ -111,13 +130,44 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _from_pretrained(source: str, **kwargs) -> tuple[DetrForObjectDetection, Preprocess]:
-    model = DetrForObjectDetection.from_pretrained(source, attn_implementation="eager", **kwargs)
-    from transformers.utils import cached_file
-    config_path = cached_file(source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False,
-                              **{k: v for k, v in kwargs.items() if k in ("revision", "local_files_only")})
-    config = json.loads(Path(config_path).read_text()) if config_path else None
-    return model, Preprocess.from_config(config)
+def _needs_timm(config) -> bool:
+    if not getattr(config, "use_timm_backbone", False):
+        return False
+    try:
+        import timm  # noqa: F401
+        return False
+    except ImportError:
+        return True
+
+
+def _image_processor(source: str, model_type: str, **kwargs) -> Preprocess:
+    """The model's own pre-processing: its saved image processor, else its family's processor defaults."""
+    try:
+        processor = AutoImageProcessor.from_pretrained(source, **kwargs)
+    except (OSError, ValueError):  # no preprocessor_config.json: the family's processor with its defaults
+        from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+        import transformers
+        names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or {}
+        cls = getattr(transformers, names.get("pil") or "", None)
+        return Preprocess.from_config(cls().to_dict()) if cls else Preprocess()
+    return Preprocess.from_config(processor.to_dict())
+
+
+def _from_pretrained(source: str, **kwargs) -> tuple[PreTrainedModel, Preprocess]:
+    """Model and pre-processing through the Auto classes. Raises ModelUnavailable for a checkpoint
+    whose backbone needs timm (not installed: it would pull torchvision, see README) and for a
+    model type outside the DETR family (core.models.families)."""
+    config = AutoConfig.from_pretrained(source, **kwargs)
+    try:
+        family_of(config)
+    except UnsupportedModel as err:
+        raise ModelUnavailable(str(err)) from None
+    if _needs_timm(config):
+        raise ModelUnavailable(
+            f"Model '{source}' uses a timm backbone (use_timm_backbone=True) and timm is not installed; "
+            f"install timm with the pinned torch, or use a checkpoint with transformers' own backbone.")
+    model = AutoModelForObjectDetection.from_pretrained(source, attn_implementation="eager", **kwargs)
+    return model, _image_processor(source, config.model_type, **kwargs)
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedModel:
@@ -131,15 +181,16 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedMo
     elif Path(name).is_dir():
         model, pre = _from_pretrained(name)
     else:
+        revision = NO_TIMM_REVISIONS.get(name)  # only where the hub repository has that variant
         try:
-            model, pre = _from_pretrained(name, revision=HUB_REVISION, local_files_only=True)
+            model, pre = _from_pretrained(name, revision=revision, local_files_only=True)
         except OSError:
             if not _hub_reachable():
                 raise ModelUnavailable(
                     f"Model '{name}' is not in the local cache and the Hugging Face hub cannot be reached. "
                     f"Connect to the internet once to download it (it is cached afterwards), or pass a local "
                     f"directory written by save_pretrained, or use --model demo.") from None
-            model, pre = _from_pretrained(name, revision=HUB_REVISION)
+            model, pre = _from_pretrained(name, revision=revision)
     model.eval().requires_grad_(False).to(device or default_device())
     return LoadedModel(model=model, name=name, preprocess=pre)
 

@@ -66,6 +66,23 @@ class BackboneFeatures:
     grid: tuple[int, int]  # feature map (height, width), S = height * width
 
 
+def applies(loaded) -> str | None:
+    """None where MC-Dropout runs on `loaded`, else one sentence why not.
+
+    The sampler runs DETR's own encoder/decoder submodules from cached backbone features, and the
+    statistics read a softmax head with a no-object class: DETR and Table Transformer. The other
+    families score each class with a sigmoid and (Deformable DETR, RT-DETR, D-FINE) pick their
+    queries from the encoder, so their samples need their own sampler and statistics.
+    """
+    family = loaded.family
+    if not family.no_object:
+        return (f"MC-Dropout is built for DETR's encoder/decoder and softmax head with a no-object class; "
+                f"{family.name} scores each class with a sigmoid, so it is not supported for this model.")
+    if trained_dropout(loaded) == 0:
+        return "This model was trained without dropout (rate 0): MC-Dropout has no trained dropout to sample."
+    return None
+
+
 def trained_dropout(loaded) -> float:
     """The dropout rate the model was trained with."""
     return float(loaded.model.config.dropout)
