@@ -41,19 +41,22 @@ def test_save_pretrained_round_trip_through_the_loading_code(tiny_dir, rgb_image
         assert torch.allclose(loaded.model(pixel_values=x).logits, reference(pixel_values=x).logits, atol=1e-6)
 
 
-def test_hub_id_loads_from_the_local_cache(tiny_dir, tmp_path, monkeypatch):
-    """A hub id goes through from_pretrained(..., local_files_only=True) first: fake a cached repo."""
+@pytest.mark.parametrize("repo, ref", [("someone/tiny-detr", "main"), ("facebook/detr-resnet-50", "no_timm")])
+def test_hub_id_loads_from_the_local_cache(tiny_dir, tmp_path, monkeypatch, repo, ref):
+    """A hub id goes through from_pretrained(..., local_files_only=True) first: fake a cached repo.
+    The `no_timm` revision is asked for only where the hub repository has it (facebook/detr-*)."""
     import shutil
-    snapshot = tmp_path / "hub" / "models--someone--tiny-detr" / "snapshots" / ("0" * 40)
+    folder = "models--" + repo.replace("/", "--")
+    snapshot = tmp_path / "hub" / folder / "snapshots" / ("0" * 40)
     shutil.copytree(tiny_dir, snapshot)
-    refs = tmp_path / "hub" / "models--someone--tiny-detr" / "refs"
+    refs = tmp_path / "hub" / folder / "refs"
     refs.mkdir()
-    (refs / "no_timm").write_text("0" * 40)
+    (refs / ref).write_text("0" * 40)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     import huggingface_hub.constants as hc
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    loaded = load_model("someone/tiny-detr", device="cpu")
-    assert loaded.name == "someone/tiny-detr" and loaded.preprocess.shortest_edge == 64
+    loaded = load_model(repo, device="cpu")
+    assert loaded.name == repo and loaded.preprocess.shortest_edge == 64
 
 
 def test_uncached_hub_model_fails_fast_offline(monkeypatch, tmp_path):

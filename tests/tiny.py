@@ -85,9 +85,13 @@ def save_family(family: str, path, image_size: int = 64, seed: int = 0, **kwargs
     if family == "detr":
         _detr_init(model)
     model.save_pretrained(path)
+    processor_class = {"rt_detr": T.RTDetrImageProcessorPil, "d_fine": T.RTDetrImageProcessorPil,
+                       "deformable_detr": T.DeformableDetrImageProcessorPil,
+                       "conditional_detr": T.ConditionalDetrImageProcessorPil,
+                       "dab-detr": T.ConditionalDetrImageProcessorPil}.get(family, T.DetrImageProcessorPil)
     if family in ("rt_detr", "d_fine"):
-        processor = T.RTDetrImageProcessorPil(size={"height": image_size, "width": image_size})
+        processor = processor_class(size={"height": image_size, "width": image_size})
     else:
-        processor = T.DetrImageProcessorPil(size={"shortest_edge": image_size, "longest_edge": 2 * image_size})
+        processor = processor_class(size={"shortest_edge": image_size, "longest_edge": 2 * image_size})
     processor.save_pretrained(path)
     return path
