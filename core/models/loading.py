@@ -131,7 +131,10 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _needs_timm(config) -> bool:
-    if not getattr(config, "use_timm_backbone", False):
+    """A timm backbone (transformers 5 turns an old `use_timm_backbone: true` into a "timm_backbone"
+    backbone config) while timm is not installed."""
+    backbone = getattr(getattr(config, "backbone_config", None), "model_type", None)
+    if backbone != "timm_backbone" and not getattr(config, "use_timm_backbone", False):
         return False
     try:
         import timm  # noqa: F401

@@ -1,0 +1,194 @@
+"""Every DETR family (tiny random-weight configs, saved with save_pretrained and loaded through
+the real loading code): pre-processing, detections, targets, every applicable method, the
+refusals, MC-Dropout where it applies, sampling points, and `python -m app detect`."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoImageProcessor
+
+from app.cli import main
+from core.methods.registry import METHODS, applicable, context
+from core.methods.sampling_points import sampling_records, splat
+from core.methods.targets import predicted_class, target_score
+from core.models.detection import detect
+from core.models.loading import ModelUnavailable, load_model
+from tests.tiny import save_family
+
+FAMILIES = ("detr", "conditional_detr", "dab-detr", "deformable_detr", "rt_detr", "d_fine")
+DENSE, DEFORMABLE = {"attention", "relevance"}, {"sampling_points"}
+EVERYWHERE = {"gradcam", "gradcam++", "ig"}
+# the support matrix: which registered methods apply to which family
+APPLIES = {"detr": EVERYWHERE | DENSE | {"mc_dropout"}, "conditional_detr": EVERYWHERE | DENSE,
+           "dab-detr": EVERYWHERE | DENSE, "deformable_detr": EVERYWHERE | DEFORMABLE,
+           "rt_detr": EVERYWHERE | DEFORMABLE, "d_fine": EVERYWHERE | DEFORMABLE}
+
+
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory):
+    return {f: save_family(f, tmp_path_factory.mktemp(f)) for f in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def loaded_families(family_dirs):
+    return {f: load_model(str(d), device="cpu") for f, d in family_dirs.items()}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_preprocessing_is_the_models_own(family, family_dirs, loaded_families, rgb_image):
+    """Our tensor equals the model's own image processor's (resize rule, normalisation or not)."""
+    loaded = loaded_families[family]
+    ours = loaded.pixel_values(rgb_image)
+    theirs = AutoImageProcessor.from_pretrained(family_dirs[family])(images=rgb_image, return_tensors="pt")
+    assert ours.shape == theirs["pixel_values"].shape
+    assert torch.allclose(ours, theirs["pixel_values"], atol=1e-5)
+    if family in ("rt_detr", "d_fine"):  # fixed square, pixels in [0, 1]
+        assert ours.shape[-2:] == (64, 64) and 0 <= float(ours.min()) and float(ours.max()) <= 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_detections_agree_with_the_models_own_post_processing(family, family_dirs, loaded_families, rgb_image):
+    """One detection per query slot = its best class in transformers' own post-processing
+    (softmax with no-object for DETR, sigmoid scores for the others)."""
+    loaded = loaded_families[family]
+    dets = detect(loaded, rgb_image)
+    assert [d["index"] for d in dets] == list(range(5)) and set(dets[0]) == {"index", "label", "score", "box"}
+    processor = AutoImageProcessor.from_pretrained(family_dirs[family])
+    with torch.no_grad():
+        out = loaded.model(pixel_values=loaded.pixel_values(rgb_image))
+    (theirs,) = processor.post_process_object_detection(out, threshold=0.0, target_sizes=[rgb_image.size[::-1]])
+    entries = [(loaded.id2label[int(l)], float(s), b.tolist())
+               for s, l, b in zip(theirs["scores"], theirs["labels"], theirs["boxes"])]
+    best = max(dets, key=lambda d: d["score"])
+    assert max(e[1] for e in entries) == pytest.approx(best["score"], abs=1e-6)
+    for det in dets:  # random weights tie scores across queries: the box must be among the ties
+        same = [e for e in entries if e[0] == det["label"] and abs(e[1] - det["score"]) < 1e-6]
+        if family != "rt_detr":  # RT-DETR keeps only its top num_queries (query, class) pairs
+            assert any(box == pytest.approx(det["box"], abs=0.01) for _, _, box in same), det
+
+
+def test_sigmoid_heads_have_no_no_object_column(loaded_families):
+    logits = torch.tensor([[[0.0, 1.0, 5.0]]])
+    assert predicted_class(logits, 0, loaded_families["detr"]) == 1  # the last column is no-object
+    assert predicted_class(logits, 0, loaded_families["rt_detr"]) == 2  # every column is a class
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_applicability_matrix_and_reasons(family, loaded_families):
+    reasons = applicable(loaded_families[family])
+    assert set(reasons) == set(METHODS) | {"mc_dropout"}
+    assert {name for name, why in reasons.items() if why is None} == APPLIES[family]
+    for why in reasons.values():
+        assert why is None or (isinstance(why, str) and "\n" not in why and len(why) < 200)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_applicable_method_runs(family, loaded_families, rgb_image):
+    loaded = loaded_families[family]
+    x, query = loaded.pixel_values(rgb_image), 1
+    with torch.no_grad():
+        logits = loaded.model(pixel_values=x).logits
+    ctx = context(loaded)
+    for name, why in applicable(loaded).items():
+        if why is not None or name == "mc_dropout":
+            continue
+        params = METHODS[name].validate({"steps": 4} if name == "ig" else {}, ctx)
+        result = METHODS[name].compute(loaded, x, query, params)[name]
+        assert result.heatmap.ndim == 2 and np.isfinite(result.heatmap).all(), name
+        assert name == "gradcam" or np.abs(result.heatmap).sum() > 0, name  # Grad-CAM's ReLU may zero a tiny map
+        if "target_value" in result.info:  # the class logit itself (sigmoid heads) / pre-softmax (DETR)
+            c = predicted_class(logits, query, loaded)
+            assert result.info["target_value"] == pytest.approx(float(logits[0, query, c]), rel=1e-4, abs=1e-5)
+        if name in ("attention", "sampling_points"):  # softmax weights: the map is a distribution
+            assert result.heatmap.sum() == pytest.approx(1.0, abs=1e-4) or result.heatmap.sum() < 1.0
+
+
+@pytest.mark.parametrize("family", ["conditional_detr", "rt_detr", "d_fine"])
+def test_cam_layers_are_backbone_convs(family, loaded_families):
+    modules = dict(loaded_families[family].model.named_modules())
+    layers = context(loaded_families[family])["layers"]
+    assert layers and all("shortcut" not in name for name in layers)
+    assert all(isinstance(modules[n], torch.nn.Conv2d) for n in layers[::2])  # last conv, stage output, ...
+
+
+def test_splat_hand_computed():
+    # a point on the centre of cell (1, 2) of a 3x4 grid puts all its weight there
+    grid = splat(torch.tensor([[2.5 / 4, 1.5 / 3]]), torch.tensor([2.0]), 3, 4)
+    assert grid[1, 2] == 2.0 and grid.sum() == 2.0
+    # the middle of a 2x2 grid is equidistant from the 4 centres; a point outside adds nothing
+    grid = splat(torch.tensor([[0.5, 0.5], [-1.0, 0.5]]), torch.tensor([1.0, 1.0]), 2, 2)
+    assert torch.allclose(grid, torch.full((2, 2), 0.25, dtype=torch.float64))
+    # a quarter of the way from centre (0, 0) to centre (0, 1)
+    grid = splat(torch.tensor([[0.25 + 0.125, 0.25]]), torch.tensor([1.0]), 2, 2)
+    assert torch.allclose(grid, torch.tensor([[0.75, 0.25], [0.0, 0.0]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("family", ["deformable_detr", "d_fine"])
+def test_sampling_points_are_the_ones_the_model_samples(family, family_dirs, rgb_image):
+    """D-FINE's points are rebuilt from its offsets and reference boxes: they equal the locations its
+    sampling function receives (recorded here on a private copy by wrapping that function)."""
+    loaded = load_model(str(family_dirs[family]), device="cpu")
+    attn = [layer.encoder_attn for layer in loaded.model.model.decoder.layers]
+    seen = []
+    if family == "d_fine":
+        for a in attn:
+            core = a.ms_deformable_attn_core
+            a.ms_deformable_attn_core = lambda v, s, loc, w, *rest, core=core: seen.append((loc, w)) or core(v, s, loc, w, *rest)
+    else:
+        for a in attn:
+            a.attn.register_forward_pre_hook(lambda m, args: seen.append((args[4].flatten(3, 4), args[5].flatten(3, 4))))
+    with torch.no_grad(), sampling_records(loaded.model) as records:
+        loaded.model(pixel_values=loaded.pixel_values(rgb_image))
+    assert len(records) == len(seen) == 2
+    for record, (locations, weights) in zip(records, seen):
+        assert torch.allclose(record["points"], locations, atol=1e-6)
+        assert torch.allclose(record["weights"], weights)
+        assert torch.allclose(record["weights"].sum(-1), torch.ones(1))  # per head, over levels and points
+
+
+def test_sampling_points_level_split(loaded_families, rgb_image):
+    loaded = loaded_families["rt_detr"]
+    method, x = METHODS["sampling_points"], loaded.pixel_values(rgb_image)
+    maps = [method.compute(loaded, x, 2, method.validate({"level": lv}, context(loaded)))["sampling_points"]
+            for lv in (-1, 0, 1, 2)]
+    assert np.allclose(maps[0].heatmap, sum(m.heatmap for m in maps[1:]), atol=1e-6)
+    assert sum(maps[0].info["level_weight"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mc_dropout_where_it_applies(loaded_families, rgb_image):
+    from core.models.mc_dropout import applies, mc_dropout
+    loaded = loaded_families["detr"]
+    result = mc_dropout(loaded, loaded.pixel_values(rgb_image), rgb_image.size, samples=3, p=0.2)
+    assert len(result["detections"]) == 5 and result["detections"][0]["score_std"] >= 0
+    for family in FAMILIES[1:]:
+        assert "sigmoid" in applies(loaded_families[family])
+
+
+def test_mc_dropout_refused_when_trained_without_dropout(tmp_path):
+    from core.models.mc_dropout import applies
+    from tests.tiny import tiny_detr
+    tiny_detr(dropout=0.0).save_pretrained(tmp_path)
+    assert "rate 0" in applies(load_model(str(tmp_path), device="cpu"))
+
+
+def test_timm_checkpoint_says_so(tmp_path):
+    from transformers import ConditionalDetrConfig
+    ConditionalDetrConfig(use_timm_backbone=True, backbone="resnet50").save_pretrained(tmp_path)
+    with pytest.raises(ModelUnavailable, match="timm backbone"):
+        load_model(str(tmp_path), device="cpu")
+
+
+def test_cli_detect_json(family_dirs, loaded_families, tmp_path, rgb_image, capsys):
+    image = tmp_path / "image.png"
+    rgb_image.save(image)
+    assert main(["detect", str(image), "--model", str(family_dirs["deformable_detr"]), "--threshold", "0",
+                 "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["detections"] == detect(loaded_families["deformable_detr"], rgb_image)
+    run = subprocess.run([sys.executable, "-m", "app", "detect", str(image), "--model", str(family_dirs["rt_detr"]),
+                          "--threshold", "0", "--json"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["detections"] == detect(loaded_families["rt_detr"], rgb_image)
