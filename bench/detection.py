@@ -1,10 +1,13 @@
 """Detection overhead and threshold latency, measured in one run on the same image.
 
-  python -m bench.detection [--model demo|PATH|HUB_ID] [--size 800] [--repeat 10]
+  python -m bench.detection [--model demo|PATH|HUB_ID] [--size 800] [--repeat 10] [--no-methods]
 
 Prints: end-to-end detection (decode + pre-process + forward + post-process) / one raw
-`model(pixel_values)` forward (goal <= 1.15), and the server-side time from a threshold change
-to the updated figure (goal < 100 ms, no model call).
+`model(pixel_values)` forward (goal <= 1.15), the cost of every explanation that applies to the
+model (core.methods.registry.applicable; default parameters; MC-Dropout at 30 samples) as a ratio
+to one raw forward, in one table, and the server-side time from a threshold change to the
+updated figure (goal < 100 ms, no model call). Any DETR family: DETR, Conditional DETR, DAB-DETR,
+Deformable DETR, RT-DETR, D-FINE (`--model DIR` of a save_pretrained directory).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=0, help="short side of the test image (0: the model's own)")
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--no-methods", action="store_true", help="skip the explanation-cost table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,10 +57,12 @@ def main() -> None:
 
     t_raw = median_seconds(raw, args.repeat)
     t_e2e = median_seconds(end_to_end, args.repeat)
-    print(f"model {loaded.name}, image {image.width}x{image.height}, input {tuple(pixels.shape[-2:])}, "
-          f"{torch.get_num_threads()} threads")
+    print(f"model {loaded.name} ({loaded.family.name}), image {image.width}x{image.height}, "
+          f"input {tuple(pixels.shape[-2:])}, {torch.get_num_threads()} threads")
     print(f"detection end-to-end {1000 * t_e2e:.1f} ms / raw forward {1000 * t_raw:.1f} ms = "
           f"{t_e2e / t_raw:.3f}x (goal <= 1.15)")
+    if not args.no_methods:
+        method_costs(loaded, pixels, image.size, t_raw, max(1, args.repeat // 5))
 
     # threshold change -> figure: the web-process callbacks, with the model made unreachable
     from callbacks import detection as cb
@@ -86,6 +92,37 @@ def main() -> None:
     print(f"threshold change -> updated figure {1000 * t_thr:.1f} ms server side (goal < 100 ms), "
           f"model calls during it: {service.model_calls() - calls}")
     cache.configure()
+
+
+def method_costs(loaded, pixels, size, t_raw: float, repeat: int) -> None:
+    """One row per applicable computation (Grad-CAM and Grad-CAM++ share one): time / one raw forward."""
+    from core.methods.registry import METHODS, applicable, context
+    from core.models.mc_dropout import mc_dropout
+    with torch.inference_mode():
+        logits = loaded.model(pixel_values=pixels).logits[0]
+    scores = logits.float().softmax(-1)[:, :-1] if loaded.family.no_object else logits.float().sigmoid()
+    query = int(scores.max(-1).values.argmax())  # the most confident detection
+    rows, done, ctx = [], set(), context(loaded)
+    for name, why in applicable(loaded).items():
+        if why is not None:
+            rows.append((name, None, why))
+            continue
+        if name == "mc_dropout":
+            t = median_seconds(lambda: mc_dropout(loaded, pixels, size, samples=30), repeat)
+            rows.append(("mc_dropout (30 samples)", t, ""))
+            continue
+        method = METHODS[name]
+        if method.family in done:
+            continue
+        done.add(method.family)
+        params = method.validate({}, ctx)
+        t = median_seconds(lambda: method.compute(loaded, pixels, query, params), repeat)
+        names = "/".join(n for n, m in METHODS.items() if m.family == method.family)
+        rows.append((names, t, ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)))
+    print(f"{'explanation':<28} {'ms':>9} {'x forward':>10}  parameters / why not")
+    for label, t, note in rows:
+        cost = f"{1000 * t:9.1f} {t / t_raw:10.1f}" if t is not None else f"{'-':>9} {'n/a':>10}"
+        print(f"{label:<28} {cost}  {note}")
 
 
 if __name__ == "__main__":
