@@ -24,7 +24,8 @@ from core import params as P
 from core.methods.explanation import Explanation, Progress
 from core.methods.targets import predicted_class
 
-PARAMS = (P.Param("decoder_layer", "int", -1, "Decoder layer whose sampling points are shown (-1: the last).",
+PARAMS = (P.Param("decoder_layer", "int", -1, "Decoder layer whose sampling points are shown (-1: the one that "
+                   "scores the detections, the last but in D-FINE its eval_idx).",
                    label="Decoder layer", min=-1, max_from="max_decoder_layer"),
           P.Param("level", "int", -1, "Feature level whose points are shown (0: the finest; -1: all levels summed).",
                   label="Feature level", min=-1, max_from="max_level"))
@@ -134,6 +135,8 @@ def compute_sampling_points(loaded, pixel_values: torch.Tensor, query: int, para
     layer, level = int(params.get("decoder_layer", -1)), int(params.get("level", -1))
     with torch.no_grad(), sampling_records(loaded.model) as records:
         outputs = loaded.model(pixel_values=pixel_values)
+    if layer == -1:  # D-FINE may score from an earlier layer (config.eval_idx): show that one
+        layer = getattr(loaded.model.model.decoder, "eval_idx", len(records) - 1)
     heatmap, info = query_map(records[layer], query, level)
     class_index = predicted_class(outputs.logits, query, loaded)
     if progress:

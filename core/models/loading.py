@@ -1,4 +1,5 @@
-"""Loading DETR (hub id, local `save_pretrained` directory, or the bundled demo) and its pre-processing."""
+"""Loading a DETR-family detector (hub id, local `save_pretrained` directory, or the bundled demo)
+through AutoModelForObjectDetection, and its own pre-processing (read from its AutoImageProcessor)."""
 from __future__ import annotations
 
 import json
