@@ -192,3 +192,20 @@ def test_cli_detect_json(family_dirs, loaded_families, tmp_path, rgb_image, caps
                           "--threshold", "0", "--json"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["detections"] == detect(loaded_families["rt_detr"], rgb_image)
+
+
+def test_detr_preprocessing_bit_identical_to_before(rgb_image):
+    """DETR's tensor is exactly what core.images.normalize gave before the families came."""
+    from PIL import Image
+    from core.images import normalize
+    from core.models.loading import Preprocess
+    pre = Preprocess(shortest_edge=64, longest_edge=128)
+    assert torch.equal(pre(rgb_image), normalize(rgb_image.resize((85, 64), Image.BILINEAR))[None])
+
+
+def test_missing_processor_config_uses_the_familys_defaults(tmp_path):
+    import transformers as T
+    from tests.tiny import family_config
+    T.AutoModelForObjectDetection.from_config(family_config("rt_detr")).save_pretrained(tmp_path)
+    pre = load_model(str(tmp_path), device="cpu").preprocess
+    assert pre.fixed_size == (640, 640) and pre.mean == (0.0, 0.0, 0.0) and pre.std == (1.0, 1.0, 1.0)
