@@ -2,6 +2,7 @@
 the real loading code): pre-processing, detections, targets, every applicable method, the
 refusals, MC-Dropout where it applies, sampling points, and `python -m app detect`."""
 import json
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,8 @@ import torch
 from transformers import AutoImageProcessor
 
 from app.cli import main
-from core.methods.registry import METHODS, applicable, context
+from core import params as P
+from core.methods.registry import METHODS, applicable, context, require
 from core.methods.sampling_points import sampling_records, splat
 from core.methods.targets import predicted_class, target_score
 from core.models.detection import detect
@@ -81,8 +83,13 @@ def test_applicability_matrix_and_reasons(family, loaded_families):
     reasons = applicable(loaded_families[family])
     assert set(reasons) == set(METHODS) | {"mc_dropout"}
     assert {name for name, why in reasons.items() if why is None} == APPLIES[family]
-    for why in reasons.values():
+    for name, why in reasons.items():
         assert why is None or (isinstance(why, str) and "\n" not in why and len(why) < 200)
+        if why is None:
+            require(loaded_families[family], name)
+        else:
+            with pytest.raises(P.ParamError, match=re.escape(why)):
+                require(loaded_families[family], name)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -52,6 +52,14 @@ def applicable(loaded) -> dict[str, str | None]:
     return {**{name: method.reason(loaded) for name, method in METHODS.items()}, "mc_dropout": mc_dropout_applies(loaded)}
 
 
+def require(loaded, name: str) -> None:
+    """Raise ParamError with the one-line reason when method `name` does not apply to `loaded`
+    (the CLI's exit 2, the server's refusal before any job starts)."""
+    reason = applicable(loaded).get(name, f"Unknown method {name!r}.")
+    if reason is not None:
+        raise P.ParamError(reason)
+
+
 def context(loaded) -> dict:
     """The model-dependent bounds the declarations name (core.params: choices_from / max_from)."""
     from core.methods.gradcam import layer_choices
