@@ -24,8 +24,9 @@ FAMILIES = ("detr", "conditional_detr", "dab-detr", "deformable_detr", "rt_detr"
 DENSE, DEFORMABLE = {"attention", "relevance"}, {"sampling_points"}
 EVERYWHERE = {"gradcam", "gradcam++", "ig"}
 # the support matrix: which registered methods apply to which family
-APPLIES = {"detr": EVERYWHERE | DENSE | {"mc_dropout"}, "conditional_detr": EVERYWHERE | DENSE,
-           "dab-detr": EVERYWHERE | DENSE, "deformable_detr": EVERYWHERE | DEFORMABLE,
+MC = {"mc_dropout"}  # where the model was trained with dropout (RT-DETR, D-FINE: rate 0)
+APPLIES = {"detr": EVERYWHERE | DENSE | MC, "conditional_detr": EVERYWHERE | DENSE | MC,
+           "dab-detr": EVERYWHERE | DENSE | MC, "deformable_detr": EVERYWHERE | DEFORMABLE | MC,
            "rt_detr": EVERYWHERE | DEFORMABLE, "d_fine": EVERYWHERE | DEFORMABLE}
 
 
@@ -165,13 +166,37 @@ def test_sampling_points_level_split(loaded_families, rgb_image):
     assert sum(maps[0].info["level_weight"]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_mc_dropout_where_it_applies(loaded_families, rgb_image):
-    from core.models.mc_dropout import applies, mc_dropout
-    loaded = loaded_families["detr"]
-    result = mc_dropout(loaded, loaded.pixel_values(rgb_image), rgb_image.size, samples=3, p=0.2)
-    assert len(result["detections"]) == 5 and result["detections"][0]["score_std"] >= 0
-    for family in FAMILIES[1:]:
-        assert "sigmoid" in applies(loaded_families[family])
+@pytest.mark.parametrize("family", ["detr", "conditional_detr", "dab-detr", "deformable_detr"])
+def test_mc_dropout_where_it_applies(family, loaded_families, rgb_image):
+    """Batched samples equal the naive one-pass-at-a-time reference (same masks per seed and sample);
+    at p = 0 every sample is the deterministic model: no spread, entropy of the score itself."""
+    from core.models.mc_dropout import mc_dropout, mc_dropout_naive
+    loaded = loaded_families[family]
+    x = loaded.pixel_values(rgb_image)
+    fast = mc_dropout(loaded, x, rgb_image.size, samples=4, p=0.3, chunk=3)
+    naive = mc_dropout_naive(loaded, x, rgb_image.size, samples=4, p=0.3)
+    for a, b in zip(fast["detections"], naive["detections"]):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+        assert a["box_mean"] == pytest.approx(b["box_mean"], abs=1e-3)
+    assert any(d["score_std"] > 0 for d in fast["detections"])
+    still = mc_dropout(loaded, x, rgb_image.size, samples=3, p=0.0)["detections"]
+    dets = detect(loaded, rgb_image)
+    for s, d in zip(still, dets):
+        assert s["score_std"] == pytest.approx(0, abs=1e-6) and s["score_mean"] == pytest.approx(d["score"], abs=1e-5)
+        assert s["mutual_information"] == pytest.approx(0, abs=1e-6)
+        if family != "detr":  # the label's Bernoulli
+            q = d["score"]
+            assert s["entropy"] == pytest.approx(-q * np.log(q) - (1 - q) * np.log(1 - q), abs=1e-4)
+
+
+def test_uncertainty_sigmoid_hand_computed():
+    from core.models.mc_dropout import uncertainty_sigmoid
+    probs = np.array([[[0.8, 0.1]], [[0.4, 0.6]]])  # T=2 samples, Q=1 slot, K=2 classes; label 0
+    u = uncertainty_sigmoid(probs, np.array([0]))
+    hb = lambda p: -p * np.log(p) - (1 - p) * np.log(1 - p)  # noqa: E731
+    assert u["entropy"][0] == pytest.approx(hb(0.6))
+    assert u["mutual_information"][0] == pytest.approx(hb(0.6) - (hb(0.8) + hb(0.4)) / 2)
+    assert u["variation_ratio"][0] == pytest.approx(0.5) and u["top_labels"][:, 0].tolist() == [0, 1]
 
 
 def test_mc_dropout_refused_when_trained_without_dropout(tmp_path):
@@ -179,6 +204,12 @@ def test_mc_dropout_refused_when_trained_without_dropout(tmp_path):
     from tests.tiny import tiny_detr
     tiny_detr(dropout=0.0).save_pretrained(tmp_path)
     assert "rate 0" in applies(load_model(str(tmp_path), device="cpu"))
+
+
+@pytest.mark.parametrize("family", ["rt_detr", "d_fine"])
+def test_mc_dropout_refused_for_families_trained_without_dropout(family, loaded_families):
+    from core.models.mc_dropout import applies
+    assert "rate 0" in applies(loaded_families[family])
 
 
 def test_timm_checkpoint_says_so(tmp_path):

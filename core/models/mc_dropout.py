@@ -15,6 +15,10 @@ Choices (documented for callers):
   attention and after the FFN in every layer): the only dropout DETR trains with. Activation and
   attention-probability dropout (0 in DETR configs) are turned off, so p alone sets the noise and
   p = 0 is exactly the deterministic model. The trained rate is `trained_dropout(loaded)`.
+- Other families (Conditional DETR, DAB-DETR, Deformable DETR: frozen batch norm, trained dropout):
+  a private copy of the whole model runs T times, batched (`_WholeModel`); their sigmoid heads
+  have no no-object class, so a slot's statistics are those of its label's Bernoulli
+  (`uncertainty_sigmoid`). RT-DETR and D-FINE are trained without dropout: refused (`applies`).
 - Masks are a function of (seed, sample index) only, not of chunking or threads: the same seed
   gives the same samples at any chunk size, and the fast and naive paths give identical samples.
 - Per-sample score of a detection: the softmax probability (classes incl. no-object) of the
@@ -67,20 +71,20 @@ class BackboneFeatures:
 
 
 def applies(loaded) -> str | None:
-    """None where MC-Dropout runs on `loaded`, else one sentence why not.
-
-    The sampler runs DETR's own encoder/decoder submodules from cached backbone features, and the
-    statistics read a softmax head with a no-object class: DETR and Table Transformer. The other
-    families score each class with a sigmoid and (Deformable DETR, RT-DETR, D-FINE) pick their
-    queries from the encoder, so their samples need their own sampler and statistics.
-    """
-    family = loaded.family
-    if not family.no_object:
-        return (f"MC-Dropout is built for DETR's encoder/decoder and softmax head with a no-object class; "
-                f"{family.name} scores each class with a sigmoid, so it is not supported for this model.")
+    """None where MC-Dropout runs on `loaded`, else one sentence why not: a model trained without
+    dropout (RT-DETR's and D-FINE's configs: rate 0) has no trained noise to sample, and its hybrid
+    encoder's batch norms would not survive the train-mode copy the sampler runs."""
     if trained_dropout(loaded) == 0:
-        return "This model was trained without dropout (rate 0): MC-Dropout has no trained dropout to sample."
+        return (f"This {loaded.family.name} model was trained without dropout (rate 0): "
+                f"MC-Dropout has no trained dropout to sample.")
     return None
+
+
+def _fast(loaded) -> bool:
+    """DETR itself: backbone once, then only its encoder/decoder/heads T times (`_Transformer`).
+    Other families run their whole private copy T times (`_WholeModel`), batched."""
+    from transformers import DetrForObjectDetection
+    return isinstance(loaded.model, DetrForObjectDetection)
 
 
 def trained_dropout(loaded) -> float:
@@ -122,6 +126,20 @@ class _Transformer(nn.Module):
                               encoder_attention_mask=mask, spatial_position_embeddings=pos,
                               object_queries_position_embeddings=query_pos).last_hidden_state
         return self.class_labels_classifier(hidden), self.bbox_predictor(hidden).sigmoid()
+
+
+class _WholeModel(nn.Module):
+    """Any DETR-family detector run as a private copy: n passes over one [1, 3, H, W] input. Their
+    backbones use frozen batch norm, so train mode changes only dropout (and the layer-drop and
+    attention-dropout rates, which `_private_copy` sets to 0)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(pixel_values=pixel_values.expand(n, -1, -1, -1))
+        return out.logits, out.pred_boxes
 
 
 def _private_copy(module: nn.Module, p: float, attention: str | None = None) -> nn.Module:
@@ -235,7 +253,9 @@ def _transformer_copy(loaded, p: float) -> nn.Module:
         copies = _COPIES.setdefault(loaded.model, OrderedDict())
         private = copies.get(p)
     if private is None:
-        private = _private_copy(_Transformer(loaded.model), p, attention="sdpa")
+        fast = _fast(loaded)
+        private = _private_copy(_Transformer(loaded.model) if fast else _WholeModel(loaded.model), p,
+                                attention="sdpa" if fast else None)
         with _COPIES_LOCK:
             private = copies.setdefault(p, private)
             while len(copies) > 4:
@@ -243,19 +263,25 @@ def _transformer_copy(loaded, p: float) -> nn.Module:
     return private
 
 
-def _labels(logits: torch.Tensor) -> torch.Tensor:
-    """The deterministic label of every slot: top real class (no-object is the last)."""
-    return logits.float()[..., :-1].argmax(-1)
+def _labels(logits: torch.Tensor, no_object: bool = True) -> torch.Tensor:
+    """The deterministic label of every slot: top real class (DETR: no-object is the last)."""
+    return logits.float()[..., :-1].argmax(-1) if no_object else logits.float().argmax(-1)
 
 
-def _sample(private: nn.Module, features: BackboneFeatures, samples: int, seed: int, chunk: int,
-            progress: Progress | None, match: bool = False):
-    """(deterministic (logits, boxes), [T, Q, C+1] logits, [T, Q, 4] boxes, [T, Q] matched slots or
-    None) of the private copy."""
-    noise = _SampleDropout(seed, samples, features.embeds.device)
+def _probs(logits: torch.Tensor, no_object: bool = True) -> torch.Tensor:
+    """DETR: softmax over the classes incl. no-object; sigmoid heads: each class's own sigmoid."""
+    return logits.float().softmax(-1) if no_object else logits.float().sigmoid()
+
+
+def _sample(private: nn.Module, features, samples: int, seed: int, chunk: int,
+            progress: Progress | None, match: bool = False, no_object: bool = True):
+    """(deterministic (logits, boxes), [T, Q, C(+1)] logits, [T, Q, 4] boxes, [T, Q] matched slots or
+    None) of the private copy; `features`: BackboneFeatures (`_Transformer`) or pixel values (`_WholeModel`)."""
+    device = features.embeds.device if isinstance(features, BackboneFeatures) else features.device
+    noise = _SampleDropout(seed, samples, device)
     with noise.record():
         det = private(features, 1)
-    matching = Matching(det[1][0], _labels(det[0][0])) if match else None
+    matching = Matching(det[1][0], _labels(det[0][0], no_object)) if match else None
     logits, boxes = [], []
     with matching or nullcontext():
         for start in range(0, samples, chunk):
@@ -266,7 +292,7 @@ def _sample(private: nn.Module, features: BackboneFeatures, samples: int, seed: 
             logits.append(out[0])
             boxes.append(out[1])
             if matching:
-                matching.add(out[0].float().softmax(-1), out[1])
+                matching.add(_probs(out[0], no_object), out[1])
             if progress:
                 progress(rows[-1] + 1, samples)
     return det, torch.cat(logits), torch.cat(boxes), matching.slots() if matching else None
@@ -304,6 +330,24 @@ def uncertainty(probs: np.ndarray) -> dict[str, np.ndarray]:
             "mutual_information": np.maximum(entropy - _entropy(probs).mean(0), 0.0),
             "variation_ratio": 1.0 - counts.max(-1) / probs.shape[0],
             "top_labels": top}
+
+
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    return _entropy(np.stack([p, 1.0 - p], -1))
+
+
+def uncertainty_sigmoid(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Sigmoid heads: probs [T, Q, K] (each class's own sigmoid, no no-object class), labels [Q] the
+    deterministic labels. A slot's label is present or not, a Bernoulli: entropy = H_b[mean_t s_t],
+    mutual_information = H_b[mean_t s_t] - mean_t H_b[s_t] (nats), s_t = sample t's probability of
+    the label; variation_ratio = 1 - (count of the modal top class) / T."""
+    probs = np.asarray(probs, dtype=np.float64)
+    s = np.take_along_axis(probs, np.asarray(labels)[None, :, None], -1)[..., 0]
+    entropy = _binary_entropy(s.mean(0))
+    top = probs.argmax(-1)
+    counts = (top[..., None] == np.arange(probs.shape[-1])).sum(0)
+    return {"entropy": entropy, "mutual_information": np.maximum(entropy - _binary_entropy(s).mean(0), 0.0),
+            "variation_ratio": 1.0 - counts.max(-1) / probs.shape[0], "top_labels": top}
 
 
 def above_threshold_fraction(scores, threshold: float) -> float:
@@ -383,7 +427,8 @@ def match_slots(det_boxes: torch.Tensor, labels: torch.Tensor, probs: torch.Tens
     return matching.slots()
 
 
-def _identity_stats(probs: np.ndarray, boxes_px: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+def _identity_stats(probs: np.ndarray, boxes_px: np.ndarray, labels: np.ndarray, threshold: float,
+                    no_object: bool = True) -> dict:
     """Per-slot statistics of samples already aligned to the deterministic slots: arrays over Q."""
     scores = np.take_along_axis(probs, labels[None, :, None], -1)[..., 0]  # [T, Q]
     centred = boxes_px - boxes_px.mean(0)
@@ -391,7 +436,8 @@ def _identity_stats(probs: np.ndarray, boxes_px: np.ndarray, labels: np.ndarray,
             "above_threshold_fraction": (scores >= threshold).mean(0),
             "box_mean": boxes_px.mean(0), "box_std": boxes_px.std(0),
             "box_cov": np.einsum("tqi,tqj->qij", centred, centred) / probs.shape[0],
-            "sampled_boxes": boxes_px.transpose(1, 0, 2), **uncertainty(probs)}
+            "sampled_boxes": boxes_px.transpose(1, 0, 2),
+            **(uncertainty(probs) if no_object else uncertainty_sigmoid(probs, labels))}
 
 
 def _floats(a) -> list:
@@ -400,21 +446,23 @@ def _floats(a) -> list:
 
 def summarize(det_logits: torch.Tensor, det_boxes: torch.Tensor, logits: torch.Tensor, boxes: torch.Tensor,
               image_size: tuple[int, int], id2label: dict, threshold: float = 0.7,
-              slots: np.ndarray | None = None) -> list[dict]:
+              slots: np.ndarray | None = None, no_object: bool = True) -> list[dict]:
     """Per-query statistics (all Q slots, in slot order) of T samples against the deterministic pass.
 
     det_logits [Q, C+1], det_boxes [Q, 4], logits [T, Q, C+1], boxes [T, Q, 4] (normalised cxcywh);
-    slots: the matching if already done (see Matching), else it is done here.
+    slots: the matching if already done (see Matching), else it is done here; no_object: DETR's
+    softmax head (else a sigmoid head: scores are the label's sigmoid, see `uncertainty_sigmoid`).
     """
-    detections = postprocess(det_logits, det_boxes, image_size, id2label)
-    labels = _labels(det_logits)
-    probs = logits.float().softmax(-1)
+    detections = postprocess(det_logits, det_boxes, image_size, id2label, no_object=no_object)
+    labels = _labels(det_logits, no_object)
+    probs = _probs(logits, no_object)
     slots = match_slots(det_boxes, labels, probs, boxes) if slots is None else slots
     labels, probs = labels.cpu().numpy(), probs.cpu().numpy().astype(np.float64)
     norm = boxes.float().cpu().numpy().astype(np.float64)
     t_idx = np.arange(probs.shape[0])[:, None]
-    by_slot = _identity_stats(probs, to_pixels(norm, image_size), labels, threshold)
-    matched = _identity_stats(probs[t_idx, slots], to_pixels(norm[t_idx, slots], image_size), labels, threshold)
+    by_slot = _identity_stats(probs, to_pixels(norm, image_size), labels, threshold, no_object)
+    matched = _identity_stats(probs[t_idx, slots], to_pixels(norm[t_idx, slots], image_size), labels, threshold,
+                              no_object)
     swaps = (slots != np.arange(slots.shape[1])).mean(0)
 
     def per_slot(stats: dict) -> list[dict]:
@@ -438,7 +486,7 @@ def _result(loaded, det, logits, boxes, slots, image_size, samples, p, seed, thr
     return {"samples": samples, "dropout": p, "trained_dropout": trained_dropout(loaded), "seed": seed,
             "threshold": threshold,
             "detections": summarize(det[0][0], det[1][0], logits, boxes, image_size, loaded.id2label, threshold,
-                                    slots)}
+                                    slots, no_object=loaded.family.no_object)}
 
 
 def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], samples: int = 30,
@@ -448,7 +496,8 @@ def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], 
 
     pixel_values [1, 3, H, W]; image_size = original (width, height) for pixel boxes; p = None
     uses the trained rate; chunk = passes per batch (bounds memory; None: `default_chunk`);
-    `features` (from `backbone_features`) skips the backbone.
+    `features` (from `backbone_features`) skips the backbone (DETR; the other families run
+    their whole model per sample, and sigmoid heads get `uncertainty_sigmoid`'s statistics).
     Returns {"samples", "dropout", "trained_dropout", "seed", "threshold", "detections": [per
     slot: index, label, label_id, score, box (deterministic), scores, score_mean, score_std,
     entropy, mutual_information, variation_ratio, label_counts, box_mean, box_std, box_cov,
@@ -457,10 +506,13 @@ def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], 
     p = trained_dropout(loaded) if p is None else float(p)
     chunk = default_chunk(pixel_values.device) if chunk is None else chunk
     _check(samples, p, chunk)
-    features = features if features is not None else backbone_features(loaded, pixel_values)
+    if _fast(loaded):
+        inputs = features if features is not None else backbone_features(loaded, pixel_values)
+    else:
+        inputs = pixel_values
     with torch.no_grad():
-        det, logits, boxes, slots = _sample(_transformer_copy(loaded, p), features, samples, seed, chunk, progress,
-                                            match=True)
+        det, logits, boxes, slots = _sample(_transformer_copy(loaded, p), inputs, samples, seed, chunk, progress,
+                                            match=True, no_object=loaded.family.no_object)
     return _result(loaded, det, logits, boxes, slots, image_size, samples, p, seed, threshold)
 
 
@@ -480,14 +532,15 @@ def mc_dropout_naive(loaded, pixel_values: torch.Tensor, image_size: tuple[int, 
     with noise.record():
         det = private(pixel_values)
     logits, boxes = [], []
-    with Matching(det.pred_boxes[0], _labels(det.logits[0])) as matching:
+    no_object = loaded.family.no_object
+    with Matching(det.pred_boxes[0], _labels(det.logits[0], no_object)) as matching:
         for t in range(samples):
             noise.draw([t])
             with noise:
                 out = private(pixel_values)
             logits.append(out.logits)
             boxes.append(out.pred_boxes)
-            matching.add(out.logits.float().softmax(-1), out.pred_boxes)
+            matching.add(_probs(out.logits, no_object), out.pred_boxes)
             if progress:
                 progress(t + 1, samples)
     return _result(loaded, (det.logits, det.pred_boxes), torch.cat(logits), torch.cat(boxes), matching.slots(),
