@@ -1,6 +1,6 @@
 """Detection overhead and threshold latency, measured in one run on the same image.
 
-  python -m bench.detection [--model demo|PATH|HUB_ID] [--size 800] [--repeat 10] [--no-methods]
+  python -m bench.detection [--model demo|PATH|HUB_ID] [--size 800] [--input 0] [--repeat 10] [--no-methods]
 
 Prints: end-to-end detection (decode + pre-process + forward + post-process) / one raw
 `model(pixel_values)` forward (goal <= 1.15), the cost of every explanation that applies to the
@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--no-methods", action="store_true", help="skip the explanation-cost table")
+    parser.add_argument("--input", type=int, default=0, help="model input's short side (a fixed-size model: its "
+                        "square side) instead of the model's own (0), to keep CPU runs short")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -40,6 +42,11 @@ def main() -> None:
     from core.demo.scenes import make_scene
 
     loaded = load_model_or_demo(args.model)
+    if args.input:
+        from dataclasses import replace
+        pre = loaded.preprocess
+        loaded.preprocess = replace(pre, shortest_edge=args.input, longest_edge=args.input * 5 // 3,
+                                    fixed_size=(args.input, args.input) if pre.fixed_size else None)
     service.use_model(loaded)
     side = args.size or loaded.preprocess.shortest_edge
     image = make_scene(1_000_001)[0].resize((side * 4 // 3, side))
