@@ -15,7 +15,7 @@ from app.cli import main
 from core import params as P
 from core.methods.registry import METHODS, applicable, context, require
 from core.methods.sampling_points import sampling_records, splat
-from core.methods.targets import predicted_class, target_score
+from core.methods.targets import predicted_class
 from core.models.detection import detect
 from core.models.loading import ModelUnavailable, load_model
 from tests.tiny import save_family

@@ -2,7 +2,6 @@
 through AutoModelForObjectDetection, and its own pre-processing (read from its AutoImageProcessor)."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 from dataclasses import dataclass
