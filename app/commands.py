@@ -153,6 +153,9 @@ def cmd_explain(args) -> int:
         return found
     loaded, path, image = found
     method = METHODS[args.method]
+    if method.reason(loaded):  # not for this model family (core.methods.registry.applicable): say why
+        print(f"error: {method.reason(loaded)}", file=sys.stderr)
+        return EXIT_USAGE
     params = _checked(method.params, _method_params(args, method), context(loaded))
     if params == EXIT_USAGE:
         return EXIT_USAGE

@@ -247,3 +247,19 @@ def test_missing_processor_config_uses_the_familys_defaults(tmp_path):
     T.AutoModelForObjectDetection.from_config(family_config("rt_detr")).save_pretrained(tmp_path)
     pre = load_model(str(tmp_path), device="cpu").preprocess
     assert pre.fixed_size == (640, 640) and pre.mean == (0.0, 0.0, 0.0) and pre.std == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("family", ["conditional_detr", "rt_detr"])
+def test_cli_explain_every_applicable_method_and_refuses_the_rest(family, family_dirs, tmp_path, rgb_image, capsys):
+    image = tmp_path / "image.png"
+    rgb_image.save(image)
+    reasons = applicable(load_model(str(family_dirs[family]), device="cpu"))
+    for name in METHODS:
+        flags = ["--steps", "4"] if name == "ig" else []
+        status = main(["explain", str(image), "--model", str(family_dirs[family]), "--query", "1", "--method", name,
+                       "--json", *flags])
+        out, err = capsys.readouterr()
+        if reasons[name] is None:
+            assert status == 0 and json.loads(out)["method"] == name, err
+        else:  # exit 2, the one-line reason, no traceback
+            assert status == 2 and err.strip() == f"error: {reasons[name]}" and not out
