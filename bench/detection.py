@@ -89,7 +89,7 @@ def main() -> None:
 
         def run():
             context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "threshold.value", "value": threshold}]))
-            cb.filter_detections(result, threshold, None, None, None, None)
+            cb.filter_detections(result, threshold, None, None, None)
             cb.draw_detections(result, threshold, None, False, store)
         copy_context().run(run)
 
