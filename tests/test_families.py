@@ -22,10 +22,11 @@ from tests.tiny import save_family
 
 FAMILIES = ("detr", "conditional_detr", "dab-detr", "deformable_detr", "rt_detr", "d_fine")
 DENSE, DEFORMABLE = {"attention", "relevance"}, {"sampling_points"}
-EVERYWHERE = {"gradcam", "gradcam++", "ig"}
+EVERYWHERE = {"gradcam", "gradcam++", "hirescam", "gradcam-elementwise", "layercam", "odam", "ig"}
 # the support matrix: which registered methods apply to which family
 MC = {"mc_dropout"}  # where the model was trained with dropout (RT-DETR, D-FINE: rate 0)
-APPLIES = {"detr": EVERYWHERE | DENSE | MC, "conditional_detr": EVERYWHERE | DENSE | MC,
+# D-RISE reads a softmax head with no-object: DETR only
+APPLIES = {"detr": EVERYWHERE | DENSE | MC | {"drise"}, "conditional_detr": EVERYWHERE | DENSE | MC,
            "dab-detr": EVERYWHERE | DENSE | MC, "deformable_detr": EVERYWHERE | DEFORMABLE | MC,
            "rt_detr": EVERYWHERE | DEFORMABLE, "d_fine": EVERYWHERE | DEFORMABLE}
 
@@ -103,11 +104,11 @@ def test_every_applicable_method_runs(family, loaded_families, rgb_image):
     for name, why in applicable(loaded).items():
         if why is not None or name == "mc_dropout":
             continue
-        params = METHODS[name].validate({"steps": 4} if name == "ig" else {}, ctx)
+        params = METHODS[name].validate({"steps": 4} if name == "ig" else {"masks": 100} if name == "drise" else {}, ctx)
         result = METHODS[name].compute(loaded, x, query, params)[name]
         assert result.heatmap.ndim == 2 and np.isfinite(result.heatmap).all(), name
         assert name == "gradcam" or np.abs(result.heatmap).sum() > 0, name  # Grad-CAM's ReLU may zero a tiny map
-        if "target_value" in result.info:  # the class logit itself (sigmoid heads) / pre-softmax (DETR)
+        if "target_value" in result.info and name != "drise":  # D-RISE: its own score. The class logit itself (sigmoid heads) / pre-softmax (DETR)
             c = predicted_class(logits, query, loaded)
             assert result.info["target_value"] == pytest.approx(float(logits[0, query, c]), rel=1e-4, abs=1e-5)
         if name in ("attention", "sampling_points"):  # softmax weights: the map is a distribution

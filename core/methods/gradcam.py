@@ -70,7 +70,10 @@ def _last_conv(stage: torch.nn.Module) -> str:
 
 
 def _transformer_layers(model) -> list[tuple[str, str]]:
-    """The input projection into the transformer and the last encoder layer (its tokens on the grid)."""
+    """The input projection into the transformer and the last encoder layer (its tokens on the grid);
+    none for the deformable families (multi-scale inputs: no single token grid)."""
+    if not hasattr(model.model, "input_projection") or not hasattr(model.model.encoder, "layers"):
+        return []
     last = len(model.model.encoder.layers) - 1
     return [("model.input_projection", "input projection"),
             (f"model.encoder.layers.{last}", "encoder output")]
@@ -165,17 +168,20 @@ def forward_and_capture(model, pixel_values: torch.Tensor, layers, **kwargs):
     name -> captured output [1, ...] in the graph, feature grid (h, w))."""
     modules = _modules(model, layers)
     owner, grid = threading.get_ident(), []
-    handle = model.model.input_projection.register_forward_hook(
-        lambda m, i, o: grid.append(tuple(o.shape[-2:])) if threading.get_ident() == owner else None)
+    projection = getattr(model.model, "input_projection", None)  # dense families: the token grid
+    handle = projection.register_forward_hook(
+        lambda m, i, o: grid.append(tuple(o.shape[-2:])) if threading.get_ident() == owner else None
+    ) if projection is not None else None
     try:
         with _activations(modules) as captured:
             outputs = model(pixel_values=pixel_values.detach(), **kwargs)
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
     for name, got in captured.items():
         if len(got) != 1:
             raise ValueError(f"layer {name!r} ran {len(got)} times in one forward; pick a layer that runs once")
-    return outputs, {n: got[0] for n, got in captured.items()}, grid[0]
+    return outputs, {n: got[0] for n, got in captured.items()}, grid[0] if grid else None
 
 
 def resolve_layers(model, layer: str | None, methods=tuple(VARIANTS)) -> dict[str, str]:
