@@ -133,7 +133,7 @@ def compute_ig(loaded, pixel_values: torch.Tensor, query: int, params: dict,
     if p["baseline"] not in BASELINES:
         raise ValueError(f"unknown baseline {p['baseline']!r}; choose one of {'|'.join(BASELINES)}")
     model, pre = loaded.model, loaded.preprocess
-    with torch.no_grad():
+    with torch.inference_mode():
         class_index = predicted_class(model(pixel_values=pixel_values).logits, query)
     x = resize(pixel_values, p["resolution"])
 
@@ -142,7 +142,7 @@ def compute_ig(loaded, pixel_values: torch.Tensor, query: int, params: dict,
                             p["target"], class_index)
 
     baselines = make_baseline(p["baseline"], x, pre.mean, pre.std, sigma=float(p["sigma"]), seed=int(p["seed"]))
-    with torch.no_grad():
+    with torch.inference_mode():
         f_all = score(torch.cat([x, baselines]))
     f_input = float(f_all[0])
     info = {"baseline": p["baseline"], "target": p["target"], "class_index": class_index, "f_input": f_input,
