@@ -51,10 +51,11 @@ DEFAULTS = P.defaults(PARAMS)
 AUTO_STEPS = (50, 100, 200, 300)
 AUTO_TOLERANCE = 0.05
 # Images evaluated at once, bounded by pixels: activation memory grows with batch x pixels
-# (measured ~1.8 GiB per megapixel with gradients for DETR-ResNet-50 on CPU, so a chunk peaks
-# near 3.5 GiB: 2 images at 800 x 1066; all 50 steps at once for the 128 px demo, where
-# batching is ~5x faster than one step at a time). See bench/integrated_gradients.py.
-PIXELS_PER_CHUNK = 2_000_000
+# (~1.8 GiB per megapixel with gradients for DETR-ResNet-50 on CPU). At 2 M pixels IG's process
+# peaked at 3.4 GiB RSS (R50 architecture, 400 px: 9 images a chunk); at 0.9 M, 2.0 GiB and no
+# slower (4 images; 1 at 800 x 1066), bench/cpu_r50.py on 2 cores. The 128 px demo still runs
+# 54 steps at once, where batching is ~5x faster than one step at a time.
+PIXELS_PER_CHUNK = 900_000
 # GradientShap draws with numpy's global generator: seeding it is only reproducible if two
 # "expected" computations do not interleave.
 _NP_RANDOM = threading.Lock()
