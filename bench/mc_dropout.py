@@ -19,20 +19,10 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from core.models.mc_dropout import backbone_features, default_chunk, mc_dropout, mc_dropout_naive, sample_from_features
-from core.models.loading import DEMO_DIR, LoadedModel, Preprocess, default_device, load_model
-from core.demo.scenes import make_scene
-
-
-def r50_random(device: str) -> LoadedModel:
-    from transformers import DetrConfig, DetrForObjectDetection
-    config = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False, num_labels=91)  # COCO-sized head
-    config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = DetrForObjectDetection(config).eval().requires_grad_(False).to(device)
-    return LoadedModel(model=model, name="r50-random", preprocess=Preprocess())
+from bench.r50 import r50_random, scene
+from core.models.loading import DEMO_DIR, Preprocess, default_device, load_model
 
 
 class Peak:
@@ -104,7 +94,7 @@ def main() -> None:
     device = loaded.device
     loaded.preprocess = Preprocess(shortest_edge=args.size, longest_edge=args.size * 5 // 3,
                                    mean=loaded.preprocess.mean, std=loaded.preprocess.std)
-    image = make_scene(0)[0].resize((args.size * 4 // 3, args.size), Image.BILINEAR)
+    image = scene(args.size)
     pixels = loaded.pixel_values(image)
     print(f"model {loaded.name} on {device}, input {list(pixels.shape)}, p={args.p}, "
           f"chunk={args.chunk or default_chunk(device)}, "

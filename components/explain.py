@@ -70,6 +70,6 @@ def explain_panel():
             dbc.Row([dbc.Col(dcc.Graph(id=ids.EXPLAIN_FIGURE, config={"displaylogo": False}, style={"display": "none"})),
                      dbc.Col(dcc.Graph(id=ids.EXPLAIN_STD_FIGURE, config={"displaylogo": False}),
                              id=f"{ids.EXPLAIN_STD_FIGURE}-col", style={"display": "none"})]),
-            dcc.Store(id=ids.EXPLAIN_RESULT),
+            dcc.Store(id=ids.EXPLAIN_RESULT), dcc.Store(id=ids.EXPLAIN_PREVIEW), dcc.Store(id=ids.EXPLAIN_PREVIEW_SHOWN),
         ]),
     ], className="mb-3")

@@ -47,6 +47,8 @@ EXPLAIN_FIGURE = "explain-figure"
 EXPLAIN_INFO = "explain-info"
 MAP_UNCERTAINTY = "map-uncertainty"     # switch: the map's mean and std over the MC-Dropout samples
 EXPLAIN_STD_FIGURE = "explain-std-figure"
+EXPLAIN_PREVIEW = "explain-preview"  # early maps of a running job (progress output)
+EXPLAIN_PREVIEW_SHOWN = "explain-preview-shown"  # the same, each new one once
 
 # compare view
 COMPARE = "compare"

@@ -25,11 +25,11 @@ def served(tiny, monkeypatch, tmp_path):
     cache.configure()
 
 
-def _run(fams, family, values=None, variants=None, target="class", query=1, image=None):
+def _run(fams, family, values=None, variants=None, target="class", query=1, image=None, set_progress=None):
     def run():
         context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "explain.n_clicks", "value": 1}]))
-        return cb.run_explanation(lambda p: None, 1, query, family, variants or {}, values or {}, target, image,
-                                  fams)
+        return cb.run_explanation(set_progress or (lambda p: None), 1, query, family, variants or {}, values or {},
+                                  target, image, fams)
     return copy_context().run(run)
 
 
@@ -144,3 +144,23 @@ def test_map_uncertainty_shows_mean_and_std_side_by_side(served, rgb_image):
     np.testing.assert_allclose(np.asarray(mean_fig.data[-1].z), np.asarray(plain_fig.data[-1].z), atol=1e-5)
     forged = run({"samples": 10**6, "dropout": 0.1, "seed": 0, "identity": "slot"})
     assert "MC Dropout Samples must be 1..100" in forged["error"]
+
+
+def test_integrated_gradients_pushes_early_maps_before_the_final_one(served, rgb_image):
+    image = {"image_id": service.put_image(rgb_image), "width": 64, "height": 48}
+    ticks = []
+    ref = _run(cb.families(), "ig", {ids.IG_STEPS: 32}, image=image, set_progress=ticks.append)
+    assert "error" not in ref and ref["info"]["steps"] == 32
+    # every tick: bar value, max, label and the latest early map's reference (None before the first)
+    assert all(len(t) == 4 for t in ticks) and ticks[0] == (0, 1, "starting", None)
+    previews = [t[3] for t in ticks if t[3] is not None]
+    firsts = [p for i, p in enumerate(previews) if i == 0 or p["preview"] != previews[i - 1]["preview"]]
+    assert [p["info"]["steps"] for p in firsts] == [9, 17]
+    assert ticks[-1][:2] == (32, 32) and ticks[-1][3] is firsts[-1]  # the bar ends full, the last preview rides along
+    early = cb.draw_preview(firsts[0], None, 0.5, False, image, None)
+    assert "Early map: 9 of 32 steps" in str(early[2]) and "Convergence" in str(early[2])
+    final = cb.draw_explanation(ref, None, 0.5, False, image, None)
+    assert "Early map" not in str(final[2]) and "32 steps" in str(final[2])
+    assert not np.array_equal(np.asarray(early[0].data[-1].z), np.asarray(final[0].data[-1].z))
+    # a preview reaching the page after its job's final map changes nothing
+    assert cb.draw_preview(firsts[1], ref, 0.5, False, image, None) == (cb.no_update,) * 4

@@ -5,6 +5,7 @@ import torch
 import core.methods.integrated_gradients as igm
 from core.methods.baselines import BASELINES, NOISE_STD, make_baseline, to_pixels
 from core.methods.registry import METHODS
+from core.methods.explanation import Reporter
 from core.methods.integrated_gradients import compute_ig
 
 QUERY = 0
@@ -124,8 +125,8 @@ def test_progress_counts_up_to_total_in_chunks(tiny, x, monkeypatch):
     monkeypatch.setattr(igm, "PIXELS_PER_CHUNK", 10 * x.shape[-2] * x.shape[-1])  # 10 images a chunk
     calls = []
     chunked = compute_ig(tiny, x, QUERY, {"steps": 50}, progress=lambda d, t: calls.append((d, t)))["ig"]
-    assert [d for d, _ in calls] == [10, 20, 30, 40, 50, 51, 52]  # 5 chunks, then captum's 2 delta forwards
-    assert {t for _, t in calls} == {52}
+    assert [d for d, _ in calls] == [10, 20, 30, 40, 50]  # 5 chunks; the delta needs no extra forwards
+    assert {t for _, t in calls} == {50}
     whole = compute_ig(tiny, x, QUERY, {"steps": 50, "internal_batch_size": None})["ig"]
     np.testing.assert_allclose(chunked.heatmap, whole.heatmap, rtol=1e-4, atol=1e-6)
     # the shared model is left as it was: frozen, eval mode, no parameter gradients written
@@ -135,8 +136,64 @@ def test_progress_counts_up_to_total_in_chunks(tiny, x, monkeypatch):
     calls.clear()
     compute_ig(tiny, x, QUERY, {"steps": "auto", "resolution": 16}, progress=lambda d, t: calls.append((d, t)))
     done = [d for d, _ in calls]
-    assert done == sorted(done) and calls[-1][0] == calls[-1][1] == 50 + 100 + 200 + 300 + 8
+    assert done == sorted(done) and calls[-1][0] == calls[-1][1] == 50 + 100 + 200 + 300
     assert igm.AUTO_STEPS == (50, 100, 200, 300) and igm.AUTO_TOLERANCE == 0.05
+
+
+def _captum_ig(tiny, x, params, alphas=None, weights=None):
+    """captum's own IntegratedGradients on the same score, baseline and class as compute_ig."""
+    from captum.attr import IntegratedGradients
+    p = {**igm.DEFAULTS, **params}
+    with torch.no_grad():
+        c = int(tiny.model(pixel_values=x).logits[0, QUERY, :-1].argmax())
+    b = make_baseline(p["baseline"], x, tiny.preprocess.mean, tiny.preprocess.std, sigma=p["sigma"], seed=p["seed"])
+    ig = IntegratedGradients(lambda batch: tiny.model(pixel_values=batch).logits[:, QUERY, c])
+    if alphas is None:
+        return ig.attribute(x, baselines=b, n_steps=p["steps"])[0].sum(0).detach().numpy()
+    rule = (list(weights), list(alphas))
+    return ig._attribute((x,), (b,), n_steps=len(alphas), step_sizes_and_alphas=rule)[0][0].sum(0).detach().numpy()
+
+
+@pytest.mark.parametrize("steps", [32, 50])
+def test_progressive_ig_ends_at_plain_ig(tiny, x, monkeypatch, steps):
+    monkeypatch.setattr(igm, "PIXELS_PER_CHUNK", 4 * x.shape[-2] * x.shape[-1])  # chunks inside the levels
+    maps, bar = [], []
+    reporter = Reporter(lambda d, t: bar.append((d, t)), lambda r: maps.append(r["ig"]))
+    final = compute_ig(tiny, x, QUERY, {"steps": steps}, progress=reporter)["ig"]
+    plain = compute_ig(tiny, x, QUERY, {"steps": steps})["ig"]
+    reference = _captum_ig(tiny, x, {"steps": steps})
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(final.heatmap / scale, reference / scale, atol=1e-5)
+    np.testing.assert_allclose(plain.heatmap / scale, reference / scale, atol=1e-5)
+    assert final.info["steps"] == steps and "partial" not in final.info
+    # refinements in order, each with its own completeness figure; the bar counts the full run's images
+    assert [m.info["steps"] for m in maps] == [9, 17] and all(m.info["steps_final"] == steps for m in maps)
+    assert [d for d, _ in bar] == sorted(d for d, _ in bar) and bar[-1] == (steps, steps)
+    gap = final.info["f_input"] - final.info["f_baseline"]
+    for m in maps:
+        assert m.info["partial"] and m.info["delta"] == pytest.approx(float(m.heatmap.sum()) - gap, abs=1e-5)
+        assert m.info["relative_delta"] == pytest.approx(abs(m.info["delta"]) / abs(gap))
+    # an early map is captum's IG over that level's points with its interpolatory weights
+    alphas, _ = igm.gauss_legendre(steps)
+    for m, idx in zip(maps, igm.refinement_levels(steps)):
+        early = _captum_ig(tiny, x, {"steps": steps}, alphas[idx], igm.interpolatory_weights(alphas[idx]))
+        np.testing.assert_allclose(m.heatmap / scale, early / scale, atol=1e-5)
+
+
+def test_refinement_levels_are_nested_and_exact_on_polynomials():
+    for steps in (16, 32, 50, 300):
+        levels = igm.refinement_levels(steps)
+        assert list(levels[-1]) == list(range(steps)) and [len(i) for i in levels[:-1]] == \
+            [k for k in (9, 17, 33, 65) if k <= 0.6 * steps]
+        for coarse, fine in zip(levels, levels[1:]):
+            assert set(coarse) <= set(fine)
+        alphas, weights = igm.gauss_legendre(steps)
+        assert weights.sum() == pytest.approx(1.0) and 0 < alphas.min() and alphas.max() < 1
+        for idx in levels[:-1]:
+            w = igm.interpolatory_weights(alphas[idx])
+            assert (w > 0).all()
+            for degree in (0, 3, len(idx) - 1):  # integral of a^d over [0, 1] = 1 / (d + 1)
+                assert float(w @ alphas[idx] ** degree) == pytest.approx(1 / (degree + 1), rel=1e-9)
 
 
 def test_resolution_and_box_target(tiny, x):

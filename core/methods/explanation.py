@@ -29,3 +29,21 @@ class Computation(Protocol):
 
     def __call__(self, loaded, pixel_values, query: int, params: dict,
                  progress: Progress | None = None) -> dict[str, Explanation]: ...
+
+
+class Reporter:
+    """A Progress that also takes early results: `partial(results)` is called by methods that refine
+    their map as they go (Integrated Gradients at 9, 17, ... steps) with the same dict they will return,
+    so a job can show a first map long before the last. Callers that only want a bar pass a plain function."""
+
+    def __init__(self, bar: Progress | None = None, partial: Callable[[dict], None] | None = None):
+        self.bar, self.partial = bar, partial
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar:
+            self.bar(done, total)
+
+
+def partial_of(progress) -> Callable[[dict], None] | None:
+    """The early-results callback a progress carries (a Reporter's `partial`), else None."""
+    return getattr(progress, "partial", None)

@@ -1,9 +1,10 @@
-"""Integrated Gradients for one DETR detection, with captum (IntegratedGradients; GradientShap for
-the multi-baseline "expected" variant).
+"""Integrated Gradients for one DETR detection: captum's IntegratedGradients rule (Gauss-Legendre
+points and weights), evaluated coarse to fine so a job can show early maps (`_integrate`; the final
+map equals captum's, tested); captum's GradientShap for the multi-baseline "expected" variant.
 
 F(x) is the detection's explained score (core.methods.targets.target_score, class fixed from the input
-as given). Completeness: sum(attributions) = F(x) - F(baseline) + delta, where delta is captum's
-convergence delta; relative_delta = |delta| / |F(x) - F(baseline)| says how far from complete
+as given). Completeness: sum(attributions) = F(x) - F(baseline) + delta (captum's convergence
+delta); relative_delta = |delta| / |F(x) - F(baseline)| says how far from complete
 the step count leaves the integral (None when F(x) == F(baseline): nothing to attribute).
 
 "expected" (captum GradientShap over the other five baselines): each of `samples` draws picks a
@@ -13,7 +14,7 @@ sum(attributions) - (F(x) - mean_i F(b_i)); so f_baseline is mean_i F(b_i) over 
 baselines, and relative_delta is the Monte-Carlo error of the averaged attributions relative to
 F(x) - f_baseline: it shrinks with more samples (roughly 1/sqrt), not with steps.
 
-Thread safety: the shared model is only called forward; captum takes gradients with
+Thread safety: the shared model is only called forward; gradients are taken with
 torch.autograd.grad with respect to the inputs (parameters stay frozen, no .grad written).
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 from core import params as P
 from core.methods.baselines import BASELINES, make_baseline
-from core.methods.explanation import Explanation, Progress
+from core.methods.explanation import Explanation, Progress, partial_of
 from core.methods.targets import predicted_class, target_score
 
 PARAMS = (
@@ -50,10 +51,11 @@ DEFAULTS = P.defaults(PARAMS)
 AUTO_STEPS = (50, 100, 200, 300)
 AUTO_TOLERANCE = 0.05
 # Images evaluated at once, bounded by pixels: activation memory grows with batch x pixels
-# (measured ~1.8 GiB per megapixel with gradients for DETR-ResNet-50 on CPU, so a chunk peaks
-# near 3.5 GiB: 2 images at 800 x 1066; all 50 steps at once for the 128 px demo, where
-# batching is ~5x faster than one step at a time). See bench/integrated_gradients.py.
-PIXELS_PER_CHUNK = 2_000_000
+# (~1.8 GiB per megapixel with gradients for DETR-ResNet-50 on CPU). At 2 M pixels IG's process
+# peaked at 3.4 GiB RSS (R50 architecture, 400 px: 9 images a chunk); at 0.9 M, 2.0 GiB and no
+# slower (4 images; 1 at 800 x 1066), bench/cpu_r50.py on 2 cores. The 128 px demo still runs
+# 54 steps at once, where batching is ~5x faster than one step at a time.
+PIXELS_PER_CHUNK = 900_000
 # GradientShap draws with numpy's global generator: seeding it is only reproducible if two
 # "expected" computations do not interleave.
 _NP_RANDOM = threading.Lock()
@@ -90,6 +92,29 @@ class _Counted:
         return out
 
 
+def gauss_legendre(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """captum's default rule ("gausslegendre"): path points alphas in (0, 1) and their weights (sum 1)."""
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    return 0.5 * (1 + nodes), 0.5 * weights
+
+
+def refinement_levels(steps: int) -> list[np.ndarray]:
+    """Nested subsets of the `steps` Gauss-Legendre points (indices), coarse to fine, the last all of
+    them: 9, 17, 33, ... evenly spaced indices (k - 1 doubling keeps them nested) while a level has at
+    most 60% of the points. Evaluating the points level by level costs exactly the full run."""
+    sizes = [k for k in (9, 17, 33, 65) if k <= 0.6 * steps]
+    return [np.round(np.linspace(0, steps - 1, k)).astype(int) for k in sizes] + [np.arange(steps)]
+
+
+def interpolatory_weights(alphas: np.ndarray) -> np.ndarray:
+    """Weights integrating, over [0, 1], every polynomial of degree < len(alphas) exactly at these
+    points: an early level's own quadrature (positive for these Chebyshev-like subsets)."""
+    vander = np.polynomial.legendre.legvander(2 * alphas - 1, len(alphas) - 1)
+    unit = np.zeros(len(alphas))
+    unit[0] = 1.0  # integral over [0, 1] of P_m(2a - 1) is 1 for m = 0, else 0
+    return np.linalg.solve(vander.T, unit)
+
+
 def _relative(delta: float, f_input: float, f_baseline: float) -> float | None:
     gap = abs(f_input - f_baseline)
     return abs(delta) / gap if gap > 0 else None
@@ -109,7 +134,7 @@ def compute_ig(loaded, pixel_values: torch.Tensor, query: int, params: dict,
     if p["baseline"] not in BASELINES:
         raise ValueError(f"unknown baseline {p['baseline']!r}; choose one of {'|'.join(BASELINES)}")
     model, pre = loaded.model, loaded.preprocess
-    with torch.no_grad():
+    with torch.inference_mode():
         class_index = predicted_class(model(pixel_values=pixel_values).logits, query, loaded)
     x = resize(pixel_values, p["resolution"])
 
@@ -118,7 +143,7 @@ def compute_ig(loaded, pixel_values: torch.Tensor, query: int, params: dict,
                             p["target"], class_index)
 
     baselines = make_baseline(p["baseline"], x, pre.mean, pre.std, sigma=float(p["sigma"]), seed=int(p["seed"]))
-    with torch.no_grad():
+    with torch.inference_mode():
         f_all = score(torch.cat([x, baselines]))
     f_input = float(f_all[0])
     info = {"baseline": p["baseline"], "target": p["target"], "class_index": class_index, "f_input": f_input,
@@ -134,19 +159,49 @@ def compute_ig(loaded, pixel_values: torch.Tensor, query: int, params: dict,
 
 
 def _integrate(score, x, baseline, p, progress, info) -> torch.Tensor:
-    from captum.attr import IntegratedGradients  # here: importing the registry stays fast
+    """Integrated Gradients with captum's Gauss-Legendre rule, its points evaluated coarse to fine
+    (refinement_levels): after each level the early map (that level's own quadrature over the points
+    so far) and its completeness go to `partial_of(progress)`; the last level is the plain rule over
+    all points, so the final map is the one a single run gives, at the same cost. The completeness
+    delta needs no extra forwards: F(x) and F(baseline) are known."""
     auto = p["steps"] == "auto"
     schedule = AUTO_STEPS if auto else (int(p["steps"]),)
-    counted = _Counted(score, sum(s + 2 for s in schedule), progress)  # + 2: captum's delta forwards
-    ig = IntegratedGradients(counted)
+    counted = _Counted(score, sum(schedule), progress)
+    partial = partial_of(progress)
     batch = p.get("internal_batch_size", "auto")
+    gap = info["f_input"] - info["f_baseline"]
+    diff = x - baseline
     tried = []
     for steps in schedule:
-        size = chunk_size(x.shape, steps) if batch == "auto" else batch
-        attributions, delta = ig.attribute(x, baselines=baseline, n_steps=steps, internal_batch_size=size,
-                                           return_convergence_delta=True)
-        relative = _relative(float(delta), info["f_input"], info["f_baseline"])
-        tried.append({"steps": steps, "delta": float(delta), "relative_delta": relative})
+        alphas, weights = gauss_legendre(steps)
+        levels = refinement_levels(steps) if partial and not auto else [np.arange(steps)]
+        # one row of weights per level over all points (0 outside the level); the last row is the rule's own
+        table = np.zeros((len(levels), steps))
+        for row, idx in zip(table, levels[:-1]):
+            row[idx] = interpolatory_weights(alphas[idx])
+        table[-1] = weights
+        table = torch.as_tensor(table, dtype=x.dtype, device=x.device)
+        sums = torch.zeros((len(levels), *x.shape[1:]), dtype=x.dtype, device=x.device)
+        seen = np.zeros(0, dtype=int)
+        size = steps if batch is None else chunk_size(x.shape, steps) if batch == "auto" else int(batch)
+        for level, idx in enumerate(levels):
+            new = np.setdiff1d(idx, seen)  # sorted: the points this level adds
+            for start in range(0, len(new), size):
+                part = new[start:start + size]
+                a = torch.as_tensor(alphas[part], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+                with torch.enable_grad():
+                    path = (baseline + a * diff).requires_grad_(True)
+                    grads, = torch.autograd.grad(counted(path).sum(), path)
+                sums[level:] += torch.einsum("lc,c...->l...", table[level:, part], grads)
+            seen = idx
+            attributions = sums[level:level + 1] * diff
+            delta = float(attributions.sum()) - gap
+            if level < len(levels) - 1:
+                partial({"ig": Explanation(heatmap=attributions[0].sum(0).cpu().numpy(), info={
+                    **info, "steps": len(idx), "steps_final": steps, "delta": delta,
+                    "relative_delta": _relative(delta, info["f_input"], info["f_baseline"]), "partial": True})})
+        relative = _relative(delta, info["f_input"], info["f_baseline"])
+        tried.append({"steps": steps, "delta": delta, "relative_delta": relative})
         if relative is not None and relative <= AUTO_TOLERANCE:
             break
     if progress and counted.done < counted.total:

@@ -29,13 +29,16 @@ def test_gradcam_plus_plus_heatmap_with_hover_values(dash_duo, dashboard, tmp_pa
     assert "value" in text
 
 
-def test_integrated_gradients_shows_progress_then_the_map(dash_duo, dashboard, tmp_path):
+def test_integrated_gradients_shows_progress_early_maps_then_the_final_map(dash_duo, dashboard, tmp_path):
     dash_duo.start_server(dashboard)
     upload_and_pick(dash_duo, tmp_path)
     select(dash_duo, "#method", "Integrated Gradients")
     select(dash_duo, "#ig-steps", "300")
     click(dash_duo, "#explain")
     wait_until(lambda: dash_duo.find_element("#explain-progress").is_displayed(), "no progress bar while IG runs")
-    dash_duo.wait_for_contains_text("#explain-info", "Convergence", timeout=120)
-    assert not dash_duo.find_element("#explain-progress").is_displayed()
+    info = lambda: dash_duo.find_element("#explain-info").text
+    early = wait_until(lambda: "Early map" in info() and info(), "no early map before the final one", timeout=120)
+    assert "of 300 steps" in early and "Convergence" in early and _heatmaps(dash_duo)
+    wait_until(lambda: "Early map" not in info() and "Convergence" in info(), "no final map", timeout=120)
+    assert "300 steps" in info() and not dash_duo.find_element("#explain-progress").is_displayed()
     assert _heatmaps(dash_duo)

@@ -1,0 +1,118 @@
+"""The real model's cost on the machine this runs on: DETR-ResNet-50's architecture (random weights)
+at 800 px, one no-grad forward and each page action, as seconds and as ratios to that forward.
+
+    .venv/bin/python -m bench.cpu_r50 [--size 800] [--items detect,cams,ig,mc,compare] [--threads N]
+                                      [--ig-steps N] [--ig-resolution PX] [--samples 30]
+
+Per action: time to the first result a person sees (Integrated Gradients: its first early map;
+Compare: its first method's map; the others: their only result), time to the final result, and
+the process' peak resident set (VmHWM, reset after loading). Each action runs in a fresh process
+(one process' cached allocations cannot hide another's peak) after one warm-up forward; its
+ratios use the forward measured in the same process. IG runs at its declared defaults unless
+--ig-steps / --ig-resolution say otherwise (printed in the table).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from bench.integrated_gradients import _kib, _reset_peak
+from bench.r50 import at_size, r50_random, scene
+
+ITEMS = {"detect": "detection", "cams": "Grad-CAM family", "ig": "Integrated Gradients", "mc": "MC-Dropout",
+         "compare": "Compare"}
+
+
+def worker(args) -> dict:
+    from core.methods.explanation import Reporter
+    from core.methods.registry import METHODS
+    loaded = at_size(r50_random("cpu"), args.size)
+    image = scene(args.size)
+    pixels = loaded.pixel_values(image)
+    with torch.inference_mode():
+        probs = loaded.model(pixel_values=pixels).logits[0].softmax(-1)[:, :-1]  # warm-up forward too
+    query = int(probs.max(-1).values.argmax())
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        with torch.inference_mode():
+            loaded.model(pixel_values=pixels)
+        times.append(time.perf_counter() - start)
+    forward = statistics.median(times)
+    first, note = [], ""
+    mark = lambda *_: first or first.append(time.perf_counter() - start)  # noqa: E731
+    ig = {k: v for k, v in (("steps", args.ig_steps), ("resolution", args.ig_resolution)) if v}
+    exact = _reset_peak()
+    start = time.perf_counter()
+    if args.worker == "detect":
+        from core.models.detection import detect
+        detect(loaded, image)
+    elif args.worker == "cams":
+        METHODS["gradcam"].compute(loaded, pixels, query, METHODS["gradcam"].defaults)
+    elif args.worker == "ig":
+        params = {**METHODS["ig"].defaults, **ig}
+        info = METHODS["ig"].compute(loaded, pixels, query, params, Reporter(partial=mark))["ig"].info
+        note = (f"{params['steps']} steps at {info['shape'][0]} px short side, first map at "
+                f"{min(9, params['steps'])} steps; completeness off by {100 * (info['relative_delta'] or 0):.1f}%")
+    elif args.worker == "mc":
+        from core.models.mc_dropout import mc_dropout
+        mc_dropout(loaded, pixels, image.size, samples=args.samples)
+        note = f"T={args.samples}"
+    elif args.worker == "compare":
+        from core.evaluation.compare import compare, default_methods
+
+        def explain(name, params, progress):
+            out = METHODS[name].compute(loaded, pixels, query, {**METHODS[name].defaults, **params}, progress)[name]
+            mark()
+            return out
+        methods = default_methods(ig)
+        compare(loaded, pixels, query, methods, image_size=image.size, explain=explain)
+        note = "default methods" + (f", IG {ig}" if ig else "")
+    final = time.perf_counter() - start
+    peak = _kib("VmHWM") if exact else None
+    return {"forward": forward, "first": first[0] if first else final, "final": final,
+            "peak_mib": peak / 1024 if peak else None, "note": note, "shape": list(pixels.shape),
+            "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=800, help="input short side in px (4:3 image)")
+    parser.add_argument("--items", default="detect,cams,ig,mc", help=f"comma-separated: {','.join(ITEMS)}")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--ig-steps", type=int, default=None, help="IG steps (default: the declared default)")
+    parser.add_argument("--ig-resolution", type=int, default=None, help="IG short side px (default: declared)")
+    parser.add_argument("--samples", type=int, default=30, help="MC-Dropout samples")
+    parser.add_argument("--worker", choices=list(ITEMS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    rows = {}
+    for item in args.items.split(","):
+        out = subprocess.run([sys.executable, "-m", "bench.cpu_r50", *sys.argv[1:], "--worker", item],
+                             capture_output=True, text=True, check=True)
+        rows[item] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"... {item} done", file=sys.stderr, flush=True)
+    any_row = next(iter(rows.values()))
+    forward = statistics.median(r["forward"] for r in rows.values())
+    print(f"DETR-R50 architecture (random weights), input {any_row['shape']}, {any_row['threads']} threads; "
+          f"one no-grad forward {forward:.2f} s (median over the actions' processes)")
+    print(f"| action | first result s | (x forward) | final result s | (x forward) | peak RSS MiB | setting |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for item, r in rows.items():
+        peak = f"{r['peak_mib']:.0f}" if r["peak_mib"] else "-"
+        print(f"| {ITEMS[item]} | {r['first']:.1f} | {r['first'] / r['forward']:.1f} | {r['final']:.1f} | "
+              f"{r['final'] / r['forward']:.1f} | {peak} | {r['note']} |")
+
+
+if __name__ == "__main__":
+    main()
