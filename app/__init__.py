@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     from callbacks.evaluate import shown_params
     from callbacks.explain import control_options, families
     from components.evaluate import evaluate_panel
+    from core import service
     from core.methods.registry import METHODS
     from components.compare import compare_panel
     from components.explain import explain_controls, explain_panel
@@ -50,10 +51,12 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     security.use_sessions(app.server)
     if settings.redis_url:  # Celery workers: several processes
         security.warn_without_secret_key(settings)
-    controls = [explain_controls(families(), TARGET, control_options(info)),
+    loaded, fams = service.model(), families(service.model())
+    controls = [explain_controls(fams, TARGET, control_options(info)),
                 uncertainty_controls(info["trained_dropout"], UNCERTAINTY)]
     evaluate = evaluate_panel([Path(d).name for d in settings.datasets], shown_params(),
-                              [(n, m.label) for n, m in METHODS.items()], [families()[0]["default"], "ig"])
+                              [(n, m.label) for n, m in METHODS.items() if m.reason(loaded) is None],
+                              [fams[0]["default"], "ig"])
     app.layout = lambda: page(info, samples, controls=controls,
                               panels=[explain_panel(), uncertainty_panel(), compare_panel(NORMALISATIONS)],
                               extra_choices=UNCERTAINTY_GUIDE, evaluate=evaluate)

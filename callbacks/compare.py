@@ -32,7 +32,11 @@ def ig_params(chosen, baseline, sigma, steps, resolution) -> dict:
 
 
 def methods_for(layer, chosen, baseline, sigma, steps, resolution) -> dict:
-    return default_methods(ig_params(chosen, baseline, sigma, steps, resolution), layer)
+    """The compared methods that apply to the served model, with the card's IG choices."""
+    from core.methods.registry import applicable
+    usable = applicable(service.model())
+    return {name: params for name, params in default_methods(ig_params(chosen, baseline, sigma, steps, resolution),
+                                                              layer).items() if usable.get(name) is None}
 
 
 def _detection(detections, query):

@@ -24,22 +24,25 @@ SHOW_NEW_PREVIEW = """function(preview, shown) {
 }"""
 
 
-def families() -> list[dict]:
+def families(loaded=None) -> list[dict]:
     """The registry as the card shows it: per family (registry order) its label, variants
     (name, label, tooltip), default variant, declared parameters (the shared target aside) and
-    whether picking a detection runs it at once (cheap methods)."""
+    whether picking a detection runs it at once (cheap methods). With `loaded`, only the methods
+    that apply to that model (core.methods.registry.applicable)."""
     from core.methods import gradcam
     from core.methods.registry import METHODS
     tips = getattr(gradcam, "VARIANTS", {})
     out: dict[str, dict] = {}
     for m in METHODS.values():
+        if loaded is not None and m.reason(loaded) is not None:
+            continue
         f = out.setdefault(m.family, {
             "family": m.family, "label": FAMILY_LABELS.get(m.family, m.label), "methods": [], "default": m.name,
             "params": [p for p in m.params if p.name != P.TARGET.name], "quick": m.quick, "help": m.help,
             "target": any(p.name == P.TARGET.name for p in m.params)})
         f["methods"].append((m.name, m.label, tips.get(m.name, ("", ""))[1] if m.name in tips else ""))
-    if "cam" in out:
-        out["cam"]["default"] = getattr(gradcam, "DEFAULT_VARIANT", out["cam"]["default"])
+    if "cam" in out and any(name == gradcam.DEFAULT_VARIANT for name, _, _ in out["cam"]["methods"]):
+        out["cam"]["default"] = gradcam.DEFAULT_VARIANT
     return list(out.values())
 
 
@@ -201,7 +204,7 @@ def draw_preview(preview, result, opacity, absolute, image, detections):
 
 
 def register(app, settings) -> None:
-    fams = families()
+    fams = families(service.model())
     param_ids = [ids.param_id(f["family"], p.name) for f in fams for p in f["params"]]
     variant_ids = [ids.variant_id(f["family"]) for f in fams if len(f["methods"]) > 1]
 

@@ -112,8 +112,11 @@ def detections(image_key: str) -> list[dict]:
 def _explanation_key(image_key: str, query: int, method: str, params: dict) -> tuple[str, dict]:
     """The cache key and the full parameters: checked against the method's declaration (a forged or
     out-of-range value raises core.params.ParamError before any work), defaults filled in."""
-    from core.methods.registry import METHODS, context
+    from core.methods.registry import METHODS, context, require
     loaded = model()
+    if method not in METHODS:
+        raise P.ParamError(f"Unknown method {method!r}.")
+    require(loaded, method)  # a method that does not apply to this model's family: its reason
     spec = METHODS[method]
     full = spec.validate(params, context(loaded))
     P.QUERY.check(query, context(loaded))

@@ -264,3 +264,15 @@ def test_cli_explain_every_applicable_method_and_refuses_the_rest(family, family
             assert status == 0 and json.loads(out)["method"] == name, err
         else:  # exit 2, the one-line reason, no traceback
             assert status == 2 and err.strip() == f"error: {reasons[name]}" and not out
+
+
+@pytest.mark.parametrize("family", ["detr", "rt_detr", "conditional_detr"])
+def test_faithfulness_tracks_the_familys_own_confidence(family, loaded_families, rgb_image):
+    """Deletion starts from the detection's confidence as its family scores it (softmax with no-object
+    for DETR, per-class sigmoid for the others)."""
+    from core.evaluation.faithfulness import faithfulness
+    loaded = loaded_families[family]
+    det = max(detect(loaded, rgb_image), key=lambda d: d["score"])
+    x = loaded.pixel_values(rgb_image)
+    result = faithfulness(loaded, x, det["index"], np.random.default_rng(0).random(x.shape[-2:]), steps=4)
+    assert result["curves"]["deletion"]["slot"][0] == pytest.approx(det["score"], rel=1e-4)

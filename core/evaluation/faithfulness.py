@@ -26,6 +26,7 @@ from core.methods.baselines import make_baseline
 from core.methods.explanation import Progress
 from core.evaluation.metrics import box_iou
 from core.methods.targets import predicted_class
+from core.models.detection import scores
 
 STEPS = 20
 IOU = 0.5
@@ -139,7 +140,7 @@ def detection_scorer(loaded, query: int, class_index: int, box_xyxy: np.ndarray,
     def score(images: torch.Tensor) -> np.ndarray:
         # channels-last input: the backbone's convs run ~1.6x faster on CPU (bench/compare.py)
         out = loaded.model(pixel_values=images.contiguous(memory_format=torch.channels_last))
-        probs = out.logits.float().softmax(-1)[..., :-1]  # [B, Q, C]
+        probs = scores(out.logits, loaded.family.no_object)  # [B, Q, C]: the family's own confidences
         slot = probs[:, query, class_index].cpu().numpy()
         best, labels = (t.cpu().numpy() for t in probs.max(-1))
         boxes = _xyxy(out.pred_boxes.float().cpu().numpy())
@@ -172,7 +173,7 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
     H, W = pixel_values.shape[-2:]
     with torch.no_grad():
         out = loaded.model(pixel_values=pixel_values)
-    class_index = predicted_class(out.logits, query)
+    class_index = predicted_class(out.logits, query, loaded)
     box = _xyxy(out.pred_boxes[0, query].float().cpu().numpy())
     scorer = detection_scorer(loaded, query, class_index, box[None])
     all_curves = perturbation_curves_many(pixel_values, removal_baseline(loaded, pixel_values, baseline), heatmaps,
