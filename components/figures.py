@@ -31,21 +31,27 @@ def image_figure(src: str, width: int, height: int, thumb_width: int, thumb_heig
 
 
 def add_boxes(fig: go.Figure, detections: list[dict], selected: int | None = None) -> go.Figure:
-    """One closed, lightly filled outline per detection (hover/click on the fill), selected one on top."""
+    """One closed, lightly filled outline per detection (hover/click on the fill), selected one on top.
+    Traces and labels are added in one call each: plotly copies the figure's lists on every add, so
+    adding them one by one grows as the square of the boxes (300 boxes: seconds)."""
     ordered = sorted(detections, key=lambda d: d["index"] == selected)
+    traces, labels = [], []
     for det in ordered:
         x0, y0, x1, y1 = det["box"]
         colour, chosen = label_colour(det["label"]), det["index"] == selected
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines", fill="toself",
             fillcolor=_rgba(colour, 0.25 if chosen else 0.04),
             line=dict(color=colour, width=5 if chosen else 2), name=f"det-{det['index']}",
             customdata=[det["index"]] * 5, hoveron="fills+points",
             hovertemplate=(f"<b>{det['label']}</b> {det['score']:.3f}<br>query {det['index']}<br>"
                            f"box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}] px<extra></extra>")))
-        fig.add_annotation(x=x0, y=y0, text=f"{det['label']} {det['score']:.2f}", showarrow=False,
-                           xanchor="left", yanchor="bottom", font=dict(color="white", size=11),
-                           bgcolor=colour, borderpad=1, opacity=1.0 if chosen or selected is None else 0.8)
+        labels.append(go.layout.Annotation(
+            x=x0, y=y0, text=f"{det['label']} {det['score']:.2f}", showarrow=False, xanchor="left", yanchor="bottom",
+            font=dict(color="white", size=11), bgcolor=colour, borderpad=1,
+            opacity=1.0 if chosen or selected is None else 0.8))
+    fig.add_traces(traces)
+    fig.update_layout(annotations=[*fig.layout.annotations, *labels])
     return fig
 
 
