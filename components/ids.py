@@ -103,3 +103,10 @@ MC_FIGURE = "uncertainty-figure"
 MC_DETAIL = "uncertainty-detail"
 MC_HISTOGRAM = "uncertainty-histogram"
 MC_STATS = "uncertainty-stats"
+
+# shareable link (callbacks/links.py)
+LOCATION = "location"
+LINK_TEXT = "link-text"
+LINK_COPY = "link-copy"
+LINK_COPIED = "link-copied"
+LINK_MESSAGE = "link-message"
