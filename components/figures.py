@@ -32,6 +32,8 @@ def image_figure(src: str, width: int, height: int, thumb_width: int, thumb_heig
 
 def add_boxes(fig: go.Figure, detections: list[dict], selected: int | None = None) -> go.Figure:
     """One closed, lightly filled outline per detection (hover/click on the fill), selected one on top."""
+    from components.describe import boxes_sentence, note
+    note(fig, boxes_sentence(detections, selected))
     ordered = sorted(detections, key=lambda d: d["index"] == selected)
     for det in ordered:
         x0, y0, x1, y1 = det["box"]

@@ -110,3 +110,10 @@ LINK_TEXT = "link-text"
 LINK_COPY = "link-copy"
 LINK_COPIED = "link-copied"
 LINK_MESSAGE = "link-message"
+
+# figure captions (components/describe.py): the accessible name and description of each figure
+CAPTIONED = (FIGURE, EXPLAIN_FIGURE, EXPLAIN_STD_FIGURE, MC_FIGURE, MC_HISTOGRAM, SANITY_FIGURE)
+
+
+def caption_id(graph_id: str) -> str:
+    return f"{graph_id}-caption"

@@ -6,6 +6,7 @@ from dash import dcc, html
 
 from components import ids
 from components.controls import with_tooltip
+from components.describe import described
 from components.guide import guide
 from components.tables import table
 from core.params import THRESHOLD
@@ -71,10 +72,12 @@ def detection_panel():
                   html.Span(id=ids.DETECT_STATUS),
                   dbc.Button("Cancel", id=ids.DETECT_CANCEL, size="sm", color="link", style={"display": "none"})],
                  className="mb-2"),
-        dcc.Graph(id=ids.FIGURE, config={"displaylogo": False, "scrollZoom": False},
-                  figure={"layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
-                                     "annotations": [{"text": "Upload an image or pick a sample", "showarrow": False,
-                                                      "font": {"size": 16}}], "height": 360}}),
+        described(dcc.Graph(id=ids.FIGURE, config={"displaylogo": False, "scrollZoom": False},
+                            figure={"layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                               "annotations": [{"text": "Upload an image or pick a sample",
+                                                                "showarrow": False, "font": {"size": 16}}],
+                                               "height": 360}}),
+                  ids.caption_id(ids.FIGURE), "Image with its detections"),
         table(ids.TABLE, [("index", "query"), ("label", "label"), ("score", "score"), ("box", "box (px)")],
               "Detections: select a row (click, or arrow keys and Space) to pick that detection"),
     ]), className="mb-3")

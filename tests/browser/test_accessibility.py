@@ -22,6 +22,12 @@ def axe_violations(driver) -> list[dict]:
              "targets": [n["target"] for n in v["nodes"][:3]]} for v in results["violations"]]
 
 
+def _caption(dash_duo, graph_id):
+    """A figure's accessible name and description (its visually hidden caption)."""
+    return dash_duo.driver.execute_script(
+        "const c = document.getElementById(arguments[0] + '-caption'); return c ? c.textContent : '';", graph_id)
+
+
 def _set_samples(dash_duo, n):
     handle = dash_duo.find_element("#mc-samples [role=slider]")
     handle.send_keys(Keys.HOME)
@@ -38,16 +44,23 @@ def test_no_critical_or_serious_violation_in_the_main_states(dash_duo, dashboard
     upload_and_pick(dash_duo, tmp_path)  # picking runs the quick default method (Grad-CAM)
     wait_until(lambda: dash_duo.find_element("#explain-figure").is_displayed(), "no explanation shown")
     found["detection + explanation"] = axe_violations(dash_duo.driver)
+    picked = dash_duo.find_element("#picker").text.split(" (")[0]  # "3: circle"
+    wait_until(lambda: "highest value" in _caption(dash_duo, "explain-figure"), "the map has no description")
+    assert _caption(dash_duo, "explain-figure").startswith("Explanation map: ")
+    assert f"Picked: {picked}" in _caption(dash_duo, "detection-figure")
 
     _set_samples(dash_duo, 3)
     click(dash_duo, "#mc-run")
     dash_duo.wait_for_contains_text("#uncertainty-info", "3 samples at dropout", timeout=120)
     found["MC-Dropout"] = axe_violations(dash_duo.driver)
+    wait_until(lambda: "over 3 samples" in _caption(dash_duo, "uncertainty-histogram"), "no histogram description")
 
     dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();",
                                    dash_duo.find_element("#compare"))
     dash_duo.wait_for_contains_text("#compare-info", "All methods for", timeout=3 * TIMEOUT)
     found["Compare"] = axe_violations(dash_duo.driver)
+    names = [e.get_attribute("aria-label") for e in dash_duo.find_elements("#compare-grid [role=figure]")]
+    assert len(names) == 5 and all("highest" in n for n in names), names
 
     print("axe-core violations per state:\n" + json.dumps(found, indent=1))
     bad = {state: [v for v in vs if v["impact"] in BLOCKING or v["rule"] in OURS] for state, vs in found.items()}
