@@ -75,6 +75,7 @@ SANITY_INFO = "sanity-info"
 
 # tabs, and the Evaluate tab
 TABS = "tabs"
+EXPLAIN_TAB = "explain-tab"        # a tab's id is its link's DOM id: not "explain", the Explain button's
 PENDING_PICK = "pending-pick"     # a detection to pick once its image's detections arrive
 EVAL_SOURCE = "eval-source"
 EVAL_METHODS = "eval-methods"

@@ -105,9 +105,9 @@ def page(info: dict, samples: list[dict], controls: list = (), panels: list = ()
                     dbc.Col(dbc.Card(dbc.CardBody([upload_card(info, samples, info["max_upload_bytes"]), html.Hr(),
                                                    detection_controls(), *controls])), md=4, lg=3),
                     dbc.Col([detection_panel(), *panels], md=8, lg=9),
-                ], className="mt-3"), label="Explain an image", tab_id="explain"),
+                ], className="mt-3"), label="Explain an image", tab_id=ids.EXPLAIN_TAB),
                 dbc.Tab(evaluate, label="Evaluate on a dataset", tab_id="evaluate"),
-            ], id=ids.TABS, active_tab="explain"),
+            ], id=ids.TABS, active_tab=ids.EXPLAIN_TAB),
             guide(extra_choices),
         ]),
     ], fluid=True, className="pb-5")

@@ -8,6 +8,9 @@ from tests.browser.test_links import _start
 from tests.browser.helpers import TIMEOUT, click, upload_and_pick, wait_until
 
 BLOCKING = {"critical", "serious"}
+# upstream, not fixable with attributes: dcc.Checklist (Dash 4.4) draws each option as a role=option
+# label around its checkbox (axe: nested-interactive); used by the Evaluate tab's method list
+UPSTREAM = {("nested-interactive", 'label[data-option-index="0"]')}
 OURS = {"landmark-one-main", "page-has-heading-one", "region", "html-has-lang", "landmark-no-duplicate-main",
         "heading-order"}
 
@@ -35,6 +38,16 @@ def _set_samples(dash_duo, n):
         handle.send_keys(Keys.ARROW_RIGHT)
 
 
+def test_the_link_bar_by_keyboard(dash_duo, dashboard):
+    """Tab reaches the link and its Copy button; focus shows the link's tooltip (as for every control)."""
+    _start(dash_duo, dashboard)
+    field = dash_duo.wait_for_element("#link-text", timeout=TIMEOUT)
+    dash_duo.driver.execute_script("arguments[0].focus();", field)
+    dash_duo.wait_for_contains_text(".tooltip", "A link to this view", timeout=10)
+    field.send_keys(Keys.TAB)
+    assert dash_duo.driver.switch_to.active_element.get_attribute("id") == "link-copy"
+
+
 def test_no_critical_or_serious_violation_in_the_main_states(dash_duo, dashboard, tmp_path):
     found = {}
     _start(dash_duo, dashboard)
@@ -60,8 +73,18 @@ def test_no_critical_or_serious_violation_in_the_main_states(dash_duo, dashboard
     dash_duo.wait_for_contains_text("#compare-info", "All methods for", timeout=3 * TIMEOUT)
     found["Compare"] = axe_violations(dash_duo.driver)
     names = [e.get_attribute("aria-label") for e in dash_duo.find_elements("#compare-grid [role=figure]")]
-    assert len(names) == 5 and all("highest" in n for n in names), names
+    assert len(names) == len(dash_duo.find_elements(".compare-panel")) >= 5 and all("highest" in n for n in names)
+
+    tab = wait_until(lambda: next((e for e in dash_duo.find_elements(".nav-tabs .nav-link") if "Evaluate" in e.text),
+                                  None), "no Evaluate tab")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", tab)
+    dash_duo.wait_for_element("#eval-run", timeout=TIMEOUT)
+    wait_until(lambda: dash_duo.driver.execute_script(  # the tab's fade-in done (contrast is measured)
+        "const p = document.querySelector('.tab-pane.active'); return p && getComputedStyle(p).opacity === '1';"),
+        "the Evaluate tab did not finish showing")
+    found["Evaluate tab"] = axe_violations(dash_duo.driver)
 
     print("axe-core violations per state:\n" + json.dumps(found, indent=1))
-    bad = {state: [v for v in vs if v["impact"] in BLOCKING or v["rule"] in OURS] for state, vs in found.items()}
+    bad = {state: [v for v in vs if (v["impact"] in BLOCKING or v["rule"] in OURS)
+                   and (v["rule"], v["targets"][0][0]) not in UPSTREAM] for state, vs in found.items()}
     assert not any(bad.values()), json.dumps(bad, indent=1)
