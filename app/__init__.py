@@ -9,6 +9,25 @@ from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Dash's own page, with the page's language declared (screen readers pick their voice from it)
+INDEX = """<!DOCTYPE html>
+<html lang="en">
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        {%css%}
+    </head>
+    <body>
+        {%app_entry%}
+        <footer>
+            {%config%}
+            {%scripts%}
+            {%renderer%}
+        </footer>
+    </body>
+</html>"""
+
 
 def model_info() -> dict:
     """What the page says about the served model (loads it in this process; runs nothing)."""
@@ -36,6 +55,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     from components.compare import compare_panel
     from components.explain import explain_controls, explain_panel
     from components.layout import page
+    from components.links import link_bar, location
     from components.uncertainty import GUIDE as UNCERTAINTY_GUIDE, uncertainty_controls, uncertainty_panel
     from core.evaluation.compare import NORMALISATIONS
     from core.params import TARGET, UNCERTAINTY
@@ -45,7 +65,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     manager = make_manager(settings)
     app = dash.Dash(__name__, title="DETR Interpretability Dashboard", assets_folder=str(ROOT / "assets"),
                     background_callback_manager=manager,
-                    suppress_callback_exceptions=False)
+                    suppress_callback_exceptions=False, index_string=INDEX)
     security.limit_requests(app.server, settings)
     security.use_secret_key(app.server, settings, manager.get_or_create_signing_secret)
     security.use_sessions(app.server)
@@ -59,6 +79,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
                               [fams[0]["default"], "ig"])
     app.layout = lambda: page(info, samples, controls=controls,
                               panels=[explain_panel(), uncertainty_panel(), compare_panel(NORMALISATIONS)],
-                              extra_choices=UNCERTAINTY_GUIDE, evaluate=evaluate)
+                              extra_choices=UNCERTAINTY_GUIDE, evaluate=evaluate, top=[link_bar()],
+                              stores=[location()])
     register_all(app, settings)
     return app

@@ -18,8 +18,8 @@ HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 
 
 def register_all(app, settings) -> None:
-    from callbacks import compare, detection, evaluate, explain, uncertainty
-    for module in (detection, explain, compare, uncertainty, evaluate):
+    from callbacks import captions, compare, detection, evaluate, explain, links, uncertainty
+    for module in (detection, explain, compare, uncertainty, evaluate, links, captions):
         module.register(app, settings)
 
 

@@ -86,7 +86,8 @@ def run_detection(image):
 
 
 def filter_detections(result, threshold, click, selected, picked, pending=None):
-    """Threshold and picker only filter the stored detections: never a model call."""
+    """Threshold and picker only filter the stored detections: never a model call. New detections
+    clear the pick; a shared link's query waiting for this image (`pending`) is picked instead."""
     if not result:
         return [], None, [], ""
     try:
@@ -102,8 +103,10 @@ def filter_detections(result, threshold, click, selected, picked, pending=None):
         picked = point.get("customdata", picked)
     elif trigger == ids.TABLE and selected:
         picked = selected[0].get("index", picked)
-    elif trigger == ids.DETECTIONS_STORE:  # a new image: nothing picked, unless it was opened to show one
-        picked = pending["query"] if pending and pending.get("image_id") == result.get("image_id") else None
+    elif trigger == ids.DETECTIONS_STORE:
+        picked = None
+    if pending and pending.get("image_id") == result.get("image_id") and trigger not in (ids.FIGURE, ids.TABLE):
+        picked = pending["query"]  # a shared link's detection, kept until the picker shows it (callbacks/links.py)
     if picked not in shown:
         picked = None
     rows = [{"index": d["index"], "label": d["label"], "score": round(d["score"], 3),

@@ -70,7 +70,7 @@ def open_row(selected, ref):
     row = selected[0]
     image, truth = service.evaluation_image(ref["source"], row["image_id"])
     stored = store_image(image, row["file_name"], truth)
-    return stored, {"image_id": stored["image_id"], "query": int(row["query"])}, "explain"
+    return stored, {"image_id": stored["image_id"], "query": int(row["query"])}, ids.EXPLAIN_TAB
 
 
 def register(app, settings) -> None:

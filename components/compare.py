@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from components import ids
 from components.controls import with_tooltip
+from components.describe import described, description, note, top_cell
 from components.tables import table
 from components.heatmaps import SEQUENTIAL, colorize, resize_map
 
@@ -81,7 +82,8 @@ def compare_panel(normalisations: dict[str, str]):
             dbc.Progress(id=ids.SANITY_PROGRESS, value=0, max=1, striped=True, animated=True,
                          style={"display": "none"}, className="mb-2"),
             html.Div(id=ids.SANITY_INFO),
-            dcc.Graph(id=ids.SANITY_FIGURE, config={"displaylogo": False}, style={"display": "none"}),
+            described(dcc.Graph(id=ids.SANITY_FIGURE, config={"displaylogo": False}, style={"display": "none"}),
+                      ids.caption_id(ids.SANITY_FIGURE), "Sanity check"),
             dcc.Store(id=ids.COMPARE_RESULT), dcc.Store(id=ids.SANITY_RESULT), dcc.Store(id=ids.COMPARE_IG_CHOSEN),
             dcc.Download(id=ids.COMPARE_DOWNLOAD_PNG), dcc.Download(id=ids.COMPARE_DOWNLOAD_JSON),
         ]),
@@ -138,6 +140,8 @@ def panel_figure(picture: Image.Image, width: int, height: int, method: int, lab
     fig.update_yaxes(visible=False, range=[height, 0], scaleanchor="x", constrain="domain")
     fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=240, showlegend=False, dragmode=False,
                       hovermode="closest")
+    top, x, y = top_cell(values[..., method], xs, ys)
+    note(fig, f"{labels[method]} map over the image (normalised): highest {top:.2f} at x {x:.0f}, y {y:.0f} px.")
     return fig
 
 
@@ -157,7 +161,8 @@ def panel(title: str, figure: go.Figure, lines: list[str], graph_id) -> html.Div
         dbc.CardHeader(title, className="py-1 fw-semibold"),
         dcc.Graph(id=graph_id, figure=figure, config={"displayModeBar": False}),
         html.Div([html.Div(line) for line in lines], className="small px-2 py-1"),
-    ], className="h-100"), className="col-12 col-md-6 col-xl-4 compare-panel")
+    ], className="h-100"), className="col-12 col-md-6 col-xl-4 compare-panel", role="figure",
+        **{"aria-label": f"{title}: {description(figure)}"})  # the figure's name and words (components/describe.py)
 
 
 def ranking_rows(ranking: list[dict], scores: dict[str, dict], labels: dict[str, str]) -> list[dict]:
@@ -176,6 +181,8 @@ def sanity_figure(steps: list[str], rho: dict[str, list[float]], threshold: floa
     fig = go.Figure([go.Scatter(x=steps, y=values, mode="lines+markers", name=label) for label, values in rho.items()])
     fig.add_hline(y=threshold, line_dash="dot", line_color="grey", annotation_text=f"flagged above {threshold}",
                   annotation_position="bottom right")
+    note(fig, "Spearman rho of each method's map with its original, per randomisation step: " + "; ".join(
+        f"{label} {values[-1]:.2f} at the last step" for label, values in rho.items() if values) + ".")
     fig.update_layout(height=360, margin=dict(l=40, r=10, t=10, b=110), yaxis_title="Spearman rho with original",
                       legend=dict(orientation="h", y=-0.4),
                       xaxis_title="randomised so far (from the top down, cumulative)", yaxis_range=[-1.05, 1.05])

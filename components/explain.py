@@ -6,6 +6,7 @@ from dash import dcc, html
 
 from components import ids
 from components.controls import param_control, with_tooltip
+from components.describe import described
 
 def explain_controls(families: list[dict], target, options: dict[str, list[tuple]]):
     """The explanation card, built from the method registry and the parameter declarations
@@ -67,8 +68,11 @@ def explain_panel():
             dbc.Progress(id=ids.EXPLAIN_PROGRESS, value=0, max=1, striped=True, animated=True,
                          style={"display": "none"}, className="mb-2"),
             html.Div(id=ids.EXPLAIN_INFO, className="mb-2", children="Pick a detection, then press Explain."),
-            dbc.Row([dbc.Col(dcc.Graph(id=ids.EXPLAIN_FIGURE, config={"displaylogo": False}, style={"display": "none"})),
-                     dbc.Col(dcc.Graph(id=ids.EXPLAIN_STD_FIGURE, config={"displaylogo": False}),
+            dbc.Row([dbc.Col(described(dcc.Graph(id=ids.EXPLAIN_FIGURE, config={"displaylogo": False},
+                                                 style={"display": "none"}),
+                                       ids.caption_id(ids.EXPLAIN_FIGURE), "Explanation map")),
+                     dbc.Col(described(dcc.Graph(id=ids.EXPLAIN_STD_FIGURE, config={"displaylogo": False}),
+                                       ids.caption_id(ids.EXPLAIN_STD_FIGURE), "Map spread over the MC-Dropout samples"),
                              id=f"{ids.EXPLAIN_STD_FIGURE}-col", style={"display": "none"})]),
             dcc.Store(id=ids.EXPLAIN_RESULT), dcc.Store(id=ids.EXPLAIN_PREVIEW), dcc.Store(id=ids.EXPLAIN_PREVIEW_SHOWN),
         ]),

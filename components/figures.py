@@ -34,6 +34,8 @@ def add_boxes(fig: go.Figure, detections: list[dict], selected: int | None = Non
     """One closed, lightly filled outline per detection (hover/click on the fill), selected one on top.
     Traces and labels are added in one call each: plotly copies the figure's lists on every add, so
     adding them one by one grows as the square of the boxes (300 boxes: seconds)."""
+    from components.describe import boxes_sentence, note
+    note(fig, boxes_sentence(detections, selected))
     ordered = sorted(detections, key=lambda d: d["index"] == selected)
     traces, labels = [], []
     for det in ordered:

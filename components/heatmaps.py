@@ -64,6 +64,10 @@ def add_heatmap(fig: go.Figure, values: np.ndarray, width: int, height: int, opa
     coarse = values[::step_r, ::step_c]
     ys = (np.arange(coarse.shape[0]) * step_r + step_r / 2) * height / rows
     xs = (np.arange(coarse.shape[1]) * step_c + step_c / 2) * width / cols
+    from components.describe import note, top_cell
+    top, x, y = top_cell(values, (np.arange(cols) + 0.5) * width / cols, (np.arange(rows) + 0.5) * height / rows)
+    note(fig, f"Heatmap{' of ' + title if title else ''} over the image: highest value {top:.4g} at x {x:.0f}, "
+              f"y {y:.0f} px.")
     fig.add_trace(go.Heatmap(z=coarse, x=xs, y=ys, colorscale=scale, zmin=zmin, zmax=zmax, opacity=0.01,  # 0 would disable hover
                              name="heatmap", showscale=True, colorbar=dict(title=title, thickness=12, len=0.8),
                              hovertemplate="x %{x:.0f}, y %{y:.0f} px<br>value %{z:.4g}<extra></extra>"))

@@ -75,6 +75,7 @@ SANITY_INFO = "sanity-info"
 
 # tabs, and the Evaluate tab
 TABS = "tabs"
+EXPLAIN_TAB = "explain-tab"        # a tab's id is its link's DOM id: not "explain", the Explain button's
 PENDING_PICK = "pending-pick"     # a detection to pick once its image's detections arrive
 EVAL_SOURCE = "eval-source"
 EVAL_METHODS = "eval-methods"
@@ -103,3 +104,17 @@ MC_FIGURE = "uncertainty-figure"
 MC_DETAIL = "uncertainty-detail"
 MC_HISTOGRAM = "uncertainty-histogram"
 MC_STATS = "uncertainty-stats"
+
+# shareable link (callbacks/links.py)
+LOCATION = "location"
+LINK_TEXT = "link-text"
+LINK_COPY = "link-copy"
+LINK_COPIED = "link-copied"
+LINK_MESSAGE = "link-message"
+
+# figure captions (components/describe.py): the accessible name and description of each figure
+CAPTIONED = (FIGURE, EXPLAIN_FIGURE, EXPLAIN_STD_FIGURE, MC_FIGURE, MC_HISTOGRAM, SANITY_FIGURE)
+
+
+def caption_id(graph_id: str) -> str:
+    return f"{graph_id}-caption"

@@ -6,6 +6,7 @@ from dash import dcc, html
 
 from components import ids
 from components.controls import with_tooltip
+from components.describe import described
 from components.guide import guide
 from components.tables import table
 from core.params import THRESHOLD
@@ -71,31 +72,42 @@ def detection_panel():
                   html.Span(id=ids.DETECT_STATUS),
                   dbc.Button("Cancel", id=ids.DETECT_CANCEL, size="sm", color="link", style={"display": "none"})],
                  className="mb-2"),
-        dcc.Graph(id=ids.FIGURE, config={"displaylogo": False, "scrollZoom": False},
-                  figure={"layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
-                                     "annotations": [{"text": "Upload an image or pick a sample", "showarrow": False,
-                                                      "font": {"size": 16}}], "height": 360}}),
+        described(dcc.Graph(id=ids.FIGURE, config={"displaylogo": False, "scrollZoom": False},
+                            figure={"layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                               "annotations": [{"text": "Upload an image or pick a sample",
+                                                                "showarrow": False, "font": {"size": 16}}],
+                                               "height": 360}}),
+                  ids.caption_id(ids.FIGURE), "Image with its detections"),
         table(ids.TABLE, [("index", "query"), ("label", "label"), ("score", "score"), ("box", "box (px)")],
               "Detections: select a row (click, or arrow keys and Space) to pick that detection"),
     ]), className="mb-3")
 
 
-def page(info: dict, samples: list[dict], controls: list = (), panels: list = (), extra_choices=(), evaluate=None):
+def page(info: dict, samples: list[dict], controls: list = (), panels: list = (), extra_choices=(), evaluate=None,
+         top: list = (), stores: list = ()):
     """The whole page. `controls` / `panels`: the cards each feature adds (left column / main area);
-    `evaluate`: the Evaluate tab's content."""
+    `evaluate`: the Evaluate tab's content; `top`: a bar above the tabs (the shareable link);
+    `stores`: invisible components (dcc.Location)."""
+    # landmarks (a banner with the one h1, one main holding everything else): screen-reader users
+    # jump between them, and axe-core's landmark-one-main / page-has-heading-one / region rules ask for them
     return dbc.Container([
-        dcc.Store(id=ids.IMAGE_STORE), dcc.Store(id=ids.DETECTIONS_STORE), dcc.Store(id=ids.PENDING_PICK),
-        html.H3("DETR Interpretability Dashboard", className="mt-3"),
-        html.P(f"What an object-detection transformer sees, and how sure it is. Model: {info['name']}",
-               className="text-muted"),
-        model_banner(info),
-        dbc.Tabs([
-            dbc.Tab(dbc.Row([
-                dbc.Col(dbc.Card(dbc.CardBody([upload_card(info, samples, info["max_upload_bytes"]), html.Hr(), detection_controls(),
-                                               *controls])), md=4, lg=3),
-                dbc.Col([detection_panel(), *panels], md=8, lg=9),
-            ], className="mt-3"), label="Explain an image", tab_id="explain"),
-            dbc.Tab(evaluate, label="Evaluate on a dataset", tab_id="evaluate"),
-        ], id=ids.TABS, active_tab="explain"),
-        guide(extra_choices),
+        dcc.Store(id=ids.IMAGE_STORE), dcc.Store(id=ids.DETECTIONS_STORE), dcc.Store(id=ids.PENDING_PICK), *stores,
+        html.Header([
+            html.H1("DETR Interpretability Dashboard", className="h3 mt-3"),
+            html.P(f"What an object-detection transformer sees, and how sure it is. Model: {info['name']}",
+                   className="text-muted"),
+        ]),
+        html.Main([
+            model_banner(info),
+            *top,
+            dbc.Tabs([
+                dbc.Tab(dbc.Row([
+                    dbc.Col(dbc.Card(dbc.CardBody([upload_card(info, samples, info["max_upload_bytes"]), html.Hr(),
+                                                   detection_controls(), *controls])), md=4, lg=3),
+                    dbc.Col([detection_panel(), *panels], md=8, lg=9),
+                ], className="mt-3"), label="Explain an image", tab_id=ids.EXPLAIN_TAB),
+                dbc.Tab(evaluate, label="Evaluate on a dataset", tab_id="evaluate"),
+            ], id=ids.TABS, active_tab=ids.EXPLAIN_TAB),
+            guide(extra_choices),
+        ]),
     ], fluid=True, className="pb-5")

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from components import ids
+from components.describe import described
 from components.controls import with_tooltip
 from components.figures import _rgba as rgba, label_colour
 
@@ -85,9 +86,11 @@ def uncertainty_panel():
                                  "slot matched to it by Hungarian matching (class, L1 and GIoU cost, as in DETR "
                                  "training). They differ when slots swap objects between samples; the table shows "
                                  "both."),
-            dcc.Graph(id=ids.MC_FIGURE, config={"displaylogo": False, "scrollZoom": False}, style={"display": "none"}),
+            described(dcc.Graph(id=ids.MC_FIGURE, config={"displaylogo": False, "scrollZoom": False},
+                                style={"display": "none"}), ids.caption_id(ids.MC_FIGURE), "MC-Dropout samples"),
             dbc.Row([
-                dbc.Col(dcc.Graph(id=ids.MC_HISTOGRAM, config={"displayModeBar": False}), md=6),
+                dbc.Col(described(dcc.Graph(id=ids.MC_HISTOGRAM, config={"displayModeBar": False}),
+                                  ids.caption_id(ids.MC_HISTOGRAM), "Score histogram of the picked detection"), md=6),
                 dbc.Col(html.Div(id=ids.MC_STATS), md=6),
             ], id=ids.MC_DETAIL, style={"display": "none"}, className="mt-2"),
             dcc.Store(id=ids.MC_RESULT),
@@ -132,6 +135,9 @@ def add_histogram_insets(fig: go.Figure, detections: list[dict], width: int, hei
     Scatter polygons, not go.Bar: plotly draws all bars below all scatter traces, so bars would
     hide under the backgrounds and boxes.
     """
+    from components.describe import note
+    note(fig, f"Beside {min(len(detections), MAX_INSETS)} boxes: a histogram of the box's score over the "
+              f"{len(detections[0]['scores']) if detections else 0} MC-Dropout samples.")
     edges, taken = np.linspace(0.0, 1.0, bins + 1), []
     for det in detections[:MAX_INSETS]:
         counts, _ = histogram(det["scores"], bins)
@@ -194,6 +200,11 @@ def score_histogram(scores, label: str, det_score: float, threshold: float, bins
                   annotation_position="bottom right")
     fig.update_layout(height=260, margin=dict(l=40, r=10, t=30, b=40), showlegend=False, bargap=0,
                       title=dict(text=f"score over {len(scores)} samples", font=dict(size=13)))
+    from components.describe import note
+    peak = int(np.argmax(counts))
+    note(fig, f"Histogram of the {label}'s score over {len(scores)} samples: mean {mean:.3f}, std {std:.3f}, "
+              f"deterministic {det_score:.3f}; most samples ({int(counts[peak])}) between {edges[peak]:.2f} and "
+              f"{edges[peak + 1]:.2f}.")
     fig.update_xaxes(range=[0, 1], title="score (probability of its label)")
     fig.update_yaxes(title="samples", rangemode="tozero")
     return fig

@@ -2,6 +2,7 @@
 import pytest
 
 from callbacks import evaluate as cb
+from components import ids
 from core import cache, service
 from core.models.loading import DEMO_DIR, load_model
 
@@ -35,7 +36,7 @@ def test_evaluate_demo_scenes_draw_and_open_a_row(served):
     assert style["display"] == "block" and rows
     calls = service.model_calls()
     stored, pending, tab = cb.open_row([rows[0]], ref)
-    assert tab == "explain" and pending == {"image_id": stored["image_id"], "query": rows[0]["query"]}
+    assert tab == ids.EXPLAIN_TAB and pending == {"image_id": stored["image_id"], "query": rows[0]["query"]}
     image, truth = service.evaluation_image(ref["source"], rows[0]["image_id"])
     assert service.get_image(stored["image_id"]).tobytes() == image.tobytes() and stored["truth"] == truth
     assert service.model_calls() == calls  # opening a row runs no model

@@ -16,7 +16,10 @@ def pytest_setup_options():
         options.binary_location = shutil.which("chromium")
     for flag in ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1100"):
+                 "--window-size=1400,1100",
+                 # Bootstrap scrolls smoothly unless reduced motion is asked for: a click right after
+                 # scrolling an element into view could land where it was a moment before
+                 "--force-prefers-reduced-motion"):
         options.add_argument(flag)
     return options
 
