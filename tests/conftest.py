@@ -34,3 +34,24 @@ def one_torch_thread():
     them up to 100x slower; one thread also keeps processes forked by browser tests safe."""
     import torch
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def serve(monkeypatch, tmp_path):
+    """serve(loaded): `loaded` served by core.service from a private cache; jobs keep the test
+    process' threads (no job-process setup)."""
+    from core import cache, service
+
+    def start(loaded):
+        cache.configure(directory=tmp_path)
+        service.use_model(loaded)
+        monkeypatch.setattr(service, "job_process_setup", lambda: None)
+        return loaded
+    yield start
+    cache.configure()
+
+
+@pytest.fixture
+def served(tiny, serve):
+    """The tiny model served from a private cache."""
+    return serve(tiny)

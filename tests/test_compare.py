@@ -11,7 +11,7 @@ from dash._callback_context import context_value
 from dash._utils import AttributeDict
 from PIL import Image
 
-from core import cache, service
+from core import service
 from core.methods.attention import compute_attention
 from core.evaluation.compare import (METHODS, compare, default_methods, explain_all, match_truth, normalise, rank,
                                      summary)
@@ -128,16 +128,6 @@ def test_joint_pass_gives_each_method_its_own_map_in_one_forward_and_backward(ti
     finally:
         handle.remove()
     assert len(forwards) == 2
-
-
-@pytest.fixture
-def served(tiny, monkeypatch, tmp_path):
-    """The tiny model served from a private cache; jobs keep the test process' threads."""
-    cache.configure(directory=tmp_path)
-    service.use_model(tiny)
-    monkeypatch.setattr(service, "job_process_setup", lambda: None)
-    yield tiny
-    cache.configure()
 
 
 def test_service_caches_and_reuses_explanations(served, rgb_image):

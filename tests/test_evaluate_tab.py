@@ -3,7 +3,7 @@ import pytest
 
 from callbacks import evaluate as cb
 from components import ids
-from core import cache, service
+from core import service
 from core.models.loading import DEMO_DIR, load_model
 
 pytestmark = pytest.mark.skipif(not (DEMO_DIR / "model.safetensors").exists(), reason="demo weights not built")
@@ -15,12 +15,8 @@ def demo():
 
 
 @pytest.fixture
-def served(demo, monkeypatch, tmp_path):
-    cache.configure(directory=tmp_path)
-    service.use_model(demo)
-    monkeypatch.setattr(service, "job_process_setup", lambda: None)
-    yield demo
-    cache.configure()
+def served(demo, serve):
+    return serve(demo)
 
 
 def test_evaluate_demo_scenes_draw_and_open_a_row(served):

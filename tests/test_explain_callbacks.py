@@ -11,18 +11,9 @@ from dash._utils import AttributeDict
 from callbacks import explain as cb
 from components import ids
 from components.explain import explain_controls
-from core import cache, params as P, service
+from core import params as P, service
 from core.methods import registry
 from core.methods.gradcam import DEFAULT_VARIANT
-
-
-@pytest.fixture
-def served(tiny, monkeypatch, tmp_path):
-    cache.configure(directory=tmp_path)
-    service.use_model(tiny)
-    monkeypatch.setattr(service, "job_process_setup", lambda: None)
-    yield tiny
-    cache.configure()
 
 
 def _run(fams, family, values=None, variants=None, target="class", query=1, image=None, set_progress=None):
