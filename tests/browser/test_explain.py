@@ -12,6 +12,8 @@ def test_gradcam_plus_plus_heatmap_with_hover_values(dash_duo, dashboard, tmp_pa
     dash_duo.start_server(dashboard)
     index = upload_and_pick(dash_duo, tmp_path)
     wait_until(lambda: _heatmaps(dash_duo), "picking a detection showed no Grad-CAM heatmap")
+    # the default is the variant that points at the object (measured), not Grad-CAM
+    dash_duo.wait_for_contains_text("#explain-info", "Element-wise Grad-CAM for", timeout=TIMEOUT)
     click(dash_duo, "label[for='_dbcprivate_radioitems_cam-variant_input_gradcam++']")
     dash_duo.wait_for_contains_text("#explain-info", "Grad-CAM++", timeout=TIMEOUT)
     dash_duo.wait_for_contains_text("#explain-info", f"{index}:", timeout=TIMEOUT)
