@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     if settings.redis_url:  # Celery workers: several processes
         security.warn_without_secret_key(settings)
     loaded, fams = service.model(), families(service.model())
-    controls = [explain_controls(fams, TARGET, control_options(info)),
+    controls = [explain_controls(families(), TARGET, control_options(info), {f["family"] for f in fams}),
                 uncertainty_controls(info["trained_dropout"], UNCERTAINTY)]
     evaluate = evaluate_panel([Path(d).name for d in settings.datasets], shown_params(),
                               [(n, m.label) for n, m in METHODS.items() if m.reason(loaded) is None],

@@ -204,7 +204,9 @@ def draw_preview(preview, result, opacity, absolute, image, detections):
 
 
 def register(app, settings) -> None:
-    fams = families(service.model())
+    # every family is wired (its controls exist, hidden when it does not apply): a Celery worker
+    # registers the same callbacks without loading the model
+    fams = families()
     param_ids = [ids.param_id(f["family"], p.name) for f in fams for p in f["params"]]
     variant_ids = [ids.variant_id(f["family"]) for f in fams if len(f["methods"]) > 1]
 

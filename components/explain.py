@@ -8,11 +8,13 @@ from components import ids
 from components.controls import param_control, with_tooltip
 from components.describe import described
 
-def explain_controls(families: list[dict], target, options: dict[str, list[tuple]]):
+def explain_controls(families: list[dict], target, options: dict[str, list[tuple]], offered=None):
     """The explanation card, built from the method registry and the parameter declarations
     (callbacks.explain.families): a method picker (one entry per family), the family's variants
     as radio items, one control per declared parameter (components.controls.param_control), the
-    shared target. `options`: control id -> (value, label) pairs for model-dependent choices."""
+    shared target. `options`: control id -> (value, label) pairs for model-dependent choices;
+    `offered`: the families the picker offers (those that apply to the model; default all)."""
+    offered = [f for f in families if offered is None or f["family"] in offered]
     groups = []
     for f in families:
         parts = []
@@ -27,14 +29,14 @@ def explain_controls(families: list[dict], target, options: dict[str, list[tuple
             control_id = ids.param_id(f["family"], param.name)
             parts.append(param_control(param, control_id, options.get(control_id)))
         groups.append(html.Div(parts, id=ids.group_id(f["family"]),
-                               style=None if f is families[0] else {"display": "none"}))
+                               style=None if f is offered[0] else {"display": "none"}))
     return html.Div([
         html.Hr(),
         with_tooltip("Explanation method", dcc.Dropdown(
-            id=ids.METHOD, options=[{"label": f["label"], "value": f["family"]} for f in families],
-            value=families[0]["family"], clearable=False), ids.METHOD,
+            id=ids.METHOD, options=[{"label": f["label"], "value": f["family"]} for f in offered],
+            value=offered[0]["family"], clearable=False), ids.METHOD,
             "Which attribution method explains the picked detection. " + " ".join(
-                f"{f['label']}: {f['help']}" for f in families if f.get("help"))),
+                f"{f['label']}: {f['help']}" for f in offered if f.get("help"))),
         *groups,
         param_control(target, ids.TARGET, [(v, TARGET_LABELS.get(v, v)) for v in target.choices]),
         with_tooltip("Map uncertainty", dbc.Switch(id=ids.MAP_UNCERTAINTY, value=False,
