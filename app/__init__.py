@@ -41,8 +41,7 @@ def model_info() -> dict:
 
 def create_app(settings: Settings | None = None) -> dash.Dash:
     settings = settings or Settings()
-    settings.export()
-    settings.apply()
+    settings.apply()  # core's store and model; forked job processes inherit them
     from app import logs, security
     from app.background import make_manager
     logs.setup(settings.log_level)

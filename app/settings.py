@@ -2,8 +2,8 @@
 
 `Settings()` reads every setting once (command-line values override by keyword); whoever needs a
 setting gets it from this object: create_app, the background-callback manager, the Celery app, the
-cache (`apply` configures core/) and the service's model. The CLI exports the settings its flags
-changed (`export`), so processes it starts agree.
+cache (`apply` configures core/) and the service's model. Nothing is written back to the
+environment: forked job processes inherit what `apply` configured.
 """
 from __future__ import annotations
 
@@ -73,12 +73,3 @@ class Settings:
         from core import cache, service
         cache.configure(redis_url=self.redis_url, directory=self.cache_dir, size=self.cache_size)
         service.configure(self.model, self.device)
-
-    def export(self) -> None:
-        """Put the settings that the command line may have changed into the environment, for
-        processes started from this one."""
-        os.environ["DETR_MODEL"] = self.model
-        if self.device:
-            os.environ["DETR_DEVICE"] = self.device
-        os.environ["DETR_MAX_UPLOAD_MB"] = str(self.max_upload_mb)
-        os.environ["DETR_MAX_MEGAPIXELS"] = str(self.max_megapixels)
