@@ -3,10 +3,9 @@ import base64
 from contextvars import copy_context
 
 import pytest
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 
 from callbacks import detection
+from app.dash_adapter import set_context
 from core import cache, service
 from core.models.detection import option_label
 
@@ -28,7 +27,7 @@ def no_model(monkeypatch, tmp_path):
 
 def _in_context(trigger: str, fn, *args):
     def run():
-        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": trigger, "value": 1}]))
+        set_context(dict(triggered_inputs=[{"prop_id": trigger, "value": 1}]))
         return fn(*args)
     return copy_context().run(run)
 
@@ -93,7 +92,7 @@ def test_bad_upload_keeps_the_previous_image(no_model):
 @pytest.mark.parametrize("name", ["scene:abc", "scene:12", "photo:../../etc/passwd", "photo:missing.jpg", "x"])
 def test_a_forged_sample_name_opens_nothing(no_model, name):
     def run():
-        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f'{{"name":"{name}","type":"sample"}}.n_clicks',
+        set_context(dict(triggered_inputs=[{"prop_id": f'{{"name":"{name}","type":"sample"}}.n_clicks',
                                                            "value": 1}]))
         return detection.load_image(None, [1], None, None)
     store, message = copy_context().run(run)

@@ -7,10 +7,9 @@ from contextvars import copy_context
 import numpy as np
 import pytest
 import torch
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from PIL import Image
 
+from app.dash_adapter import set_context
 from core import service
 from core.methods.attention import compute_attention
 from core.evaluation.compare import (METHODS, compare, default_methods, explain_all, match_truth, normalise, rank,
@@ -159,7 +158,7 @@ def test_switching_cam_variant_is_a_lookup(served, rgb_image):
 
 def _in_context(trigger, fn, *args):
     def run():
-        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f"{trigger}.value", "value": 1}],
+        set_context(dict(triggered_inputs=[{"prop_id": f"{trigger}.value", "value": 1}],
                                         triggered_id=trigger))
         return fn(*args)
     return copy_context().run(run)

@@ -5,12 +5,11 @@ from contextvars import copy_context
 
 import numpy as np
 import pytest
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 
 from callbacks import explain as cb
 from components import ids
 from components.explain import explain_controls
+from app.dash_adapter import set_context
 from core import params as P, service
 from core.methods import registry
 from core.methods.gradcam import DEFAULT_VARIANT
@@ -18,7 +17,7 @@ from core.methods.gradcam import DEFAULT_VARIANT
 
 def _run(fams, family, values=None, variants=None, target="class", query=1, image=None, set_progress=None):
     def run():
-        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "explain.n_clicks", "value": 1}]))
+        set_context(dict(triggered_inputs=[{"prop_id": "explain.n_clicks", "value": 1}]))
         return cb.run_explanation(set_progress or (lambda p: None), 1, query, family, variants or {}, values or {},
                                   target, image, fams)
     return copy_context().run(run)
@@ -122,7 +121,7 @@ def test_map_uncertainty_shows_mean_and_std_side_by_side(served, rgb_image):
 
     def run(mc):
         def go():
-            context_value.set(AttributeDict(triggered_inputs=[{"prop_id": "explain.n_clicks", "value": 1}]))
+            set_context(dict(triggered_inputs=[{"prop_id": "explain.n_clicks", "value": 1}]))
             return cb.run_explanation(lambda p: None, 1, 1, "cam", {"cam": "gradcam"}, {}, "class", image, fams, mc)
         return copy_context().run(go)
     plain = run(None)
