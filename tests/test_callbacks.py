@@ -93,7 +93,7 @@ def test_bad_upload_keeps_the_previous_image(no_model):
 def test_a_forged_sample_name_opens_nothing(no_model, name):
     def run():
         set_context(dict(triggered_inputs=[{"prop_id": f'{{"name":"{name}","type":"sample"}}.n_clicks',
-                                                           "value": 1}]))
+                                                 "value": 1}]))
         return detection.load_image(None, [1], None, None)
     store, message = copy_context().run(run)
     assert store is detection.no_update and "no such sample" in str(message)

@@ -159,7 +159,7 @@ def test_switching_cam_variant_is_a_lookup(served, rgb_image):
 def _in_context(trigger, fn, *args):
     def run():
         set_context(dict(triggered_inputs=[{"prop_id": f"{trigger}.value", "value": 1}],
-                                        triggered_id=trigger))
+                         triggered_id=trigger))
         return fn(*args)
     return copy_context().run(run)
 
