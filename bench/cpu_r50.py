@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 
@@ -24,6 +23,7 @@ import torch
 
 from bench.integrated_gradients import _kib, _reset_peak
 from bench.r50 import at_size, r50_random, scene
+from bench.timing import in_fresh_process
 
 ITEMS = {"detect": "detection", "cams": "Grad-CAM family", "ig": "Integrated Gradients", "mc": "MC-Dropout",
          "compare": "Compare"}
@@ -98,9 +98,7 @@ def main() -> None:
         return
     rows = {}
     for item in args.items.split(","):
-        out = subprocess.run([sys.executable, "-m", "bench.cpu_r50", *sys.argv[1:], "--worker", item],
-                             capture_output=True, text=True, check=True)
-        rows[item] = json.loads(out.stdout.strip().splitlines()[-1])
+        rows[item] = in_fresh_process("bench.cpu_r50", item)
         print(f"... {item} done", file=sys.stderr, flush=True)
     any_row = next(iter(rows.values()))
     forward = statistics.median(r["forward"] for r in rows.values())

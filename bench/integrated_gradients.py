@@ -22,8 +22,6 @@ import json
 import re
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
@@ -31,6 +29,7 @@ import torch
 from core.methods.integrated_gradients import chunk_size, compute_ig
 from core.models.loading import DEMO_DIR, LoadedModel, Preprocess, load_model
 from core.demo.scenes import make_scene
+from bench.timing import in_fresh_process
 
 MODES = {"project": "auto", "captum None": None, "captum 1": 1}
 
@@ -118,12 +117,9 @@ def main() -> None:
         print(json.dumps(worker(args)))
         return
 
-    passed = sys.argv[1:]
     rows = {}
     for mode in MODES:
-        out = subprocess.run([sys.executable, "-m", "bench.integrated_gradients", *passed, "--worker", mode],
-                             capture_output=True, text=True, check=True)
-        rows[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        rows[mode] = in_fresh_process("bench.integrated_gradients", mode)
     first = rows["project"]
     forward = statistics.median(r["forward_s"] for r in rows.values())  # one figure for all rows
     print(f"model {first['name']} on {first['device']}, input {first['shape']}, query {first['query']}, "
