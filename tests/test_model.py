@@ -35,7 +35,9 @@ def test_save_pretrained_round_trip_through_the_loading_code(tiny_dir, rgb_image
     assert loaded.preprocess.shortest_edge == 64 and loaded.preprocess.longest_edge == 128
     assert loaded.model.config._attn_implementation == "eager"
     assert not loaded.model.training and not any(p.requires_grad for p in loaded.model.parameters())
-    reference = tiny_detr()
+    convs = [p for p in loaded.model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    reference = tiny_detr()  # contiguous weights: the same numbers
     x = loaded.pixel_values(rgb_image)
     with torch.no_grad():
         assert torch.allclose(loaded.model(pixel_values=x).logits, reference(pixel_values=x).logits, atol=1e-6)

@@ -49,7 +49,11 @@ def target_gradients(scores: torch.Tensor, inputs, batched: bool = BATCHED) -> t
     inputs = list(inputs)
     if batched:
         eye = torch.eye(len(scores), dtype=scores.dtype, device=scores.device)
-        return torch.autograd.grad(scores, inputs, eye, is_grads_batched=True)
+        try:  # the graph is kept so that the fallback below can still use it
+            return torch.autograd.grad(scores, inputs, eye, is_grads_batched=True, retain_graph=True)
+        except RuntimeError as err:  # an op vmap cannot batch (Deformable DETR's channels_last convolutions)
+            if "vmap" not in str(err):
+                raise
     per_score = [torch.autograd.grad(s, inputs, retain_graph=k < len(scores) - 1) for k, s in enumerate(scores)]
     return tuple(torch.stack(g) for g in zip(*per_score))
 
