@@ -6,7 +6,7 @@ key (the validated, defaults-filled dict) all come from these declarations. A va
 refused with a ParamError whose message is a plain sentence for the person, before any work starts.
 
 Ranges that depend on the loaded model or image (a layer among the model's layers, a query among
-its query slots, a resolution up to the model's longest edge) name a key of a `context` dict:
+its query slots, its decoder layers) name a key of a `context` dict:
 `choices_from` / `max_from`. Without that key in the context the value is only type-checked.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Param:
     auto: bool = False              # also accepts the string "auto"
     optional: bool = False          # also accepts None ("use the model's own": layer, resolution, dropout)
     choices_from: str | None = None  # context key holding the allowed values (e.g. "layers")
-    max_from: str | None = None      # context key holding the upper bound (e.g. "longest_edge")
+    max_from: str | None = None      # context key holding the upper bound (e.g. "max_query")
     flag: str | None = None          # CLI flag when it is not --<name with dashes>
     presets: tuple = ()              # values the page offers in a dropdown ("auto"-able counts)
     step: float | None = None        # the page control's step

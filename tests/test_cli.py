@@ -80,7 +80,7 @@ def test_every_help_renders(command, capsys):
 
 @pytest.mark.parametrize("flags, says", [
     (["--method", "ig", "--steps", "100000"], "Steps must be 1..1024 or auto; got 100000"),
-    (["--method", "ig", "--resolution", "20000"], "must be 32..128"),  # the tiny model's longest edge
+    (["--method", "ig", "--resolution", "20000"], "must be 32..1333"),
     (["--method", "ig", "--sigma", "0"], "Blur sigma (px) must be 0.5..64"),
     (["--method", "gradcam", "--layer", "model.nope"], "Layer must be one of model.backbone"),
     (["--method", "attention", "--decoder-layer", "3"], "Decoder layer must be -1..0"),

@@ -167,7 +167,7 @@ def test_progressive_ig_ends_at_plain_ig(tiny, x, monkeypatch, steps):
     np.testing.assert_allclose(plain.heatmap / scale, reference / scale, atol=1e-5)
     assert final.info["steps"] == steps and "partial" not in final.info
     # refinements in order, each with its own completeness figure; the bar counts the full run's images
-    assert [m.info["steps"] for m in maps] == [9, 17] and all(m.info["steps_final"] == steps for m in maps)
+    assert [m.info["steps"] for m in maps] == [5, 9, 17] and all(m.info["steps_final"] == steps for m in maps)
     assert [d for d, _ in bar] == sorted(d for d, _ in bar) and bar[-1] == (steps, steps)
     gap = final.info["f_input"] - final.info["f_baseline"]
     for m in maps:
@@ -184,7 +184,7 @@ def test_refinement_levels_are_nested_and_exact_on_polynomials():
     for steps in (16, 32, 50, 300):
         levels = igm.refinement_levels(steps)
         assert list(levels[-1]) == list(range(steps)) and [len(i) for i in levels[:-1]] == \
-            [k for k in (9, 17, 33, 65) if k <= 0.6 * steps]
+            [k for k in (5, 9, 17, 33, 65) if k <= 0.6 * steps]
         for coarse, fine in zip(levels, levels[1:]):
             assert set(coarse) <= set(fine)
         alphas, weights = igm.gauss_legendre(steps)
@@ -199,6 +199,8 @@ def test_refinement_levels_are_nested_and_exact_on_polynomials():
 def test_resolution_and_box_target(tiny, x):
     e = compute_ig(tiny, x, QUERY, {"resolution": 32, "target": "cx", "steps": 20})["ig"]
     assert e.heatmap.shape == (32, 42) and e.info["shape"] == [32, 42]
+    # the resolution is a cap: a smaller input runs as it is, never upscaled
+    assert igm.resize(x, 1000) is x and igm.resize(x, x.shape[-2]) is x
     small = igm.resize(x, 32)
     with torch.no_grad():
         fx = float(tiny.model(pixel_values=small).pred_boxes[0, QUERY, 0])

@@ -66,7 +66,6 @@ def context(loaded) -> dict:
     config = loaded.model.config
     layers = [name for name, _ in layer_choices(loaded.model)] if _conv_backbone(loaded) is None else []
     return {"layers": layers,
-            "longest_edge": loaded.preprocess.longest_edge,
             "max_query": config.num_queries - 1,
             "max_decoder_layer": config.decoder_layers - 1,
             "max_level": getattr(config, "num_feature_levels", 1) - 1}

@@ -163,14 +163,10 @@ def _choose(br, selector, value):
         _select(br, selector, value)
 
 
-def _ig(br, steps: str, resolution: int | None = None):
+def _ig(br, steps: str):
     _choose(br, "#method", "Integrated Gradients")
     _until(lambda: br.find_element("#ig-group").is_displayed(), "the IG controls did not appear")
     _choose(br, "#ig-steps", steps)
-    box = br.find_element("#ig-resolution")
-    box.clear()
-    if resolution:
-        box.send_keys(str(resolution))
     _explain(br)
 
 
@@ -222,7 +218,7 @@ def test_killed_worker_shows_an_error_then_retry_works(stack, dash_br, tmp_path)
     _open(dash_br, stack)
     _upload_and_pick(dash_br, tmp_path)
     before = stack.running_jobs()
-    _ig(dash_br, "100", resolution=256)  # long enough to be killed mid-job
+    _ig(dash_br, "300")  # long enough to be killed mid-job
     _until(lambda: set(stack.running_jobs()) - set(before), lambda: "the IG job never started in the worker: "
            + _info(dash_br) + stack.log("celery")[-1500:], JOB_TIMEOUT)
     stack.kill("celery")  # the whole worker, as when its machine dies
@@ -244,7 +240,7 @@ def test_cancel_stops_the_job_in_the_worker(stack, dash_br, tmp_path):
     _open(dash_br, stack)
     _upload_and_pick(dash_br, tmp_path, seed=1_000_011)
     before = stack.running_jobs()
-    _ig(dash_br, "300", resolution=256)
+    _ig(dash_br, "300")
     new = _until(lambda: set(stack.running_jobs()) - set(before), "the IG job never started", JOB_TIMEOUT)
     pid = stack.running_jobs()[new.pop()]
 
@@ -277,7 +273,7 @@ def test_one_machine_killed_job_process_shows_an_error(dash_duo, dashboard, tmp_
     def jobs():  # job processes are forks of this one (chromedriver is a child too)
         return {p.pid: p for p in me.children(recursive=True) if p.is_running() and p.cmdline() == me.cmdline()}
     before = set(jobs())
-    _ig(dash_duo, "100", resolution=256)
+    _ig(dash_duo, "300")
     new = _until(lambda: set(jobs()) - before, "no job process started", JOB_TIMEOUT)
     for pid in new:
         psutil.Process(pid).kill()
