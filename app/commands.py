@@ -86,7 +86,7 @@ def cmd_detect(args) -> int:
 
 def cmd_scenes(args) -> int:
     from core.demo.scenes import write_scenes
-    write_scenes(Path(args.out), args.count, args.seed, args.size)
+    write_scenes(Path(args.out), args.count, args.seed, args.size, version=args.scene_version)
     print(f"wrote {args.count} scenes, truth.json and annotations.json (COCO) to {args.out}")
     return EXIT_OK
 
@@ -98,30 +98,44 @@ def cmd_train_demo(args) -> int:
         torch.set_num_threads(args.threads)
     result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
                    device=args.device, resume=Path(args.resume) if args.resume else None,
-                   first_seed=args.first_seed, log=lambda line: print(line, flush=True))
+                   first_seed=args.first_seed, scene_version=args.scene_version,
+                   log=lambda line: print(line, flush=True))
     print(json.dumps(result))
     return EXIT_OK
 
 
 def cmd_evaluate_demo(args) -> int:
+    """Issue 18's figures: mAP, duplicates and false positives at --threshold (% of true objects),
+    weights MB, and detection time (preprocessing + forward) on one CPU thread."""
     import torch
     from core.models.detection import detect
-    from core.evaluation.metrics import COCO_IOUS, average_precision, mean_average_precision
+    from core.evaluation.metrics import (COCO_IOUS, average_precision, duplicates_and_false_positives,
+                                         mean_average_precision)
     from core.demo.scenes import CLASSES, make_scene
+    from core.params import THRESHOLD
+    checked = _checked([THRESHOLD], {"threshold": args.threshold})
+    if checked == EXIT_USAGE:
+        return EXIT_USAGE
     loaded = _load(args)
-    preds, truths, seconds = [], [], 0.0
-    for s in range(args.seed, args.seed + args.scenes):
-        image, truth = make_scene(s)
-        start = time.perf_counter()
-        preds.append(detect(loaded, image))
-        seconds += time.perf_counter() - start
-        truths.append(truth)
+    preds, truths, seconds, threads = [], [], 0.0, torch.get_num_threads()
+    torch.set_num_threads(1)  # the goal is per image on one core; restored for the rest of the process
+    try:
+        for s in range(args.seed, args.seed + args.scenes):
+            image, truth = make_scene(s, version=args.scene_version)
+            start = time.perf_counter()
+            preds.append(detect(loaded, image))
+            seconds += time.perf_counter() - start
+            truths.append(truth)
+    finally:
+        torch.set_num_threads(threads)
+    weights = sum(t.numel() * t.element_size() for t in loaded.model.state_dict().values())
     report = {
-        "model": loaded.name, "scenes": args.scenes, "seed": args.seed,
+        "model": loaded.name, "scene_version": args.scene_version, "scenes": args.scenes, "seed": args.seed,
         "map50": round(mean_average_precision(preds, truths, CLASSES, (0.5,)), 4),
         "map50_95": round(mean_average_precision(preds, truths, CLASSES, COCO_IOUS), 4),
         "ap50_per_class": {c: round(average_precision(preds, truths, c, 0.5), 4) for c in CLASSES},
-        "ms_per_image": round(1000 * seconds / args.scenes, 2), "threads": torch.get_num_threads(),
+        "threshold": checked["threshold"], **duplicates_and_false_positives(preds, truths, checked["threshold"]),
+        "weights_mb": round(weights / 1e6, 2), "ms_per_image": round(1000 * seconds / args.scenes, 2), "threads": 1,
     }
     print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
     return EXIT_OK
@@ -300,7 +314,7 @@ def _common(p) -> None:
 
 def add_all(sub) -> None:
     from core import params as P
-    from core.demo.scenes import SCENE_SIZE
+    from core.demo.scenes import SCENE_SIZES, SCENE_VERSION
     from core.methods.registry import METHODS
     from app.settings import Settings
 
@@ -323,7 +337,9 @@ def add_all(sub) -> None:
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--seed", type=int, default=1_000_000)
     p.add_argument("--out", required=True)
-    p.add_argument("--size", type=int, default=SCENE_SIZE)
+    p.add_argument("--size", type=int, default=None, help="default: the version's (v1 128, v2 256)")
+    p.add_argument("--scene-version", type=int, choices=sorted(SCENE_SIZES), default=SCENE_VERSION,
+                   help="1: the bundled model's scenes; 2: 256 px, occlusion and clutter (default: %(default)s)")
     p.set_defaults(func=cmd_scenes)
 
     p = sub.add_parser("train-demo", help="train the bundled demo DETR from scratch on generated scenes")
@@ -336,6 +352,8 @@ def add_all(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", default=None, help="continue from a saved demo directory (fresh optimiser)")
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first training scene")
+    p.add_argument("--scene-version", type=int, choices=sorted(SCENE_SIZES), default=SCENE_VERSION,
+                   help="train on these scenes at their size (default: %(default)s)")
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("explain", help="explain one detection with one method")
@@ -373,6 +391,8 @@ def add_all(sub) -> None:
     p = sub.add_parser("evaluate-demo", help="mAP of a model on held-out generated scenes")
     p.add_argument("--scenes", type=int, default=500)
     p.add_argument("--seed", type=int, default=1_000_000, help="first held-out seed (training uses seeds < 1e6)")
+    p.add_argument("--scene-version", type=int, choices=sorted(SCENE_SIZES), default=SCENE_VERSION)
+    P.add_arguments(p, [P.THRESHOLD])  # the duplicate and false positive counts are at this score
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(func=cmd_evaluate_demo, model="demo")

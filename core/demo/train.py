@@ -26,8 +26,8 @@ from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
 
 from core.models.detection import postprocess
 from core.images import normalize
-from core.evaluation.metrics import COCO_IOUS, mean_average_precision
-from core.demo.scenes import CLASSES, SCENE_SIZE, make_scene
+from core.evaluation.metrics import COCO_IOUS, duplicates_and_false_positives, mean_average_precision
+from core.demo.scenes import CLASSES, SCENE_SIZES, SCENE_VERSION, make_scene
 
 HELD_OUT_SEED = 1_000_000  # evaluation seeds start here; training never reaches them
 
@@ -84,12 +84,12 @@ def new_demo_model(resume: Path | None = None) -> DetrForObjectDetection:
     return model
 
 
-def scene_batch(seeds, device) -> tuple[torch.Tensor, list[dict]]:
+def scene_batch(seeds, device, version: int = SCENE_VERSION) -> tuple[torch.Tensor, list[dict]]:
     images, labels = [], []
     for s in seeds:
-        image, truth = make_scene(int(s))
+        image, truth = make_scene(int(s), version=version)
         images.append(normalize(image))
-        boxes = torch.tensor([t["box"] for t in truth], dtype=torch.float32) / SCENE_SIZE
+        boxes = torch.tensor([t["box"] for t in truth], dtype=torch.float32) / SCENE_SIZES[version]
         cxcywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
                               boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], dim=1)
         labels.append({"class_labels": torch.tensor([CLASSES.index(t["label"]) for t in truth], device=device),
@@ -98,23 +98,26 @@ def scene_batch(seeds, device) -> tuple[torch.Tensor, list[dict]]:
 
 
 @torch.no_grad()
-def evaluate(model, count: int, seed: int, device, batch: int = 50) -> dict:
-    """mAP@0.5 and mAP@[.5:.95] over `count` scenes starting at `seed`, every query kept."""
+def evaluate(model, count: int, seed: int, device, batch: int = 50, version: int = SCENE_VERSION,
+             threshold: float = 0.7) -> dict:
+    """mAP@0.5 and mAP@[.5:.95] over `count` scenes starting at `seed` (every query kept), and the
+    duplicates and false positives at `threshold` in % of true objects."""
     model.eval()
-    preds, truths = [], []
+    preds, truths, size = [], [], SCENE_SIZES[version]
     for start in range(0, count, batch):
         seeds = range(seed + start, seed + min(count, start + batch))
-        pixels, _ = scene_batch(seeds, device)
+        pixels, _ = scene_batch(seeds, device, version)
         out = model(pixel_values=pixels)
         for i, s in enumerate(seeds):
-            dets = postprocess(out.logits[i], out.pred_boxes[i], (SCENE_SIZE, SCENE_SIZE), model.config.id2label)
+            dets = postprocess(out.logits[i], out.pred_boxes[i], (size, size), model.config.id2label)
             preds.append(dets)
-            truths.append(make_scene(s)[1])
+            truths.append(make_scene(s, version=version)[1])
     return {"map50": mean_average_precision(preds, truths, CLASSES, (0.5,)),
-            "map": mean_average_precision(preds, truths, CLASSES, COCO_IOUS)}
+            "map": mean_average_precision(preds, truths, CLASSES, COCO_IOUS),
+            **duplicates_and_false_positives(preds, truths, threshold)}
 
 
-def save_demo(model: DetrForObjectDetection, out: Path) -> None:
+def save_demo(model: DetrForObjectDetection, out: Path, size: int = SCENE_SIZES[SCENE_VERSION]) -> None:
     """Fold batch-norm into the stock frozen batch-norm and write a `from_pretrained` directory."""
     import copy
     from core.images import write_preprocessor_config
@@ -122,27 +125,30 @@ def save_demo(model: DetrForObjectDetection, out: Path) -> None:
     frozen = copy.deepcopy(model).cpu().eval()
     _swap_batchnorm(frozen.model.backbone, to_trainable=False)
     frozen.save_pretrained(out)
-    write_preprocessor_config(out, shortest_edge=SCENE_SIZE, longest_edge=4 * SCENE_SIZE)
+    write_preprocessor_config(out, shortest_edge=size, longest_edge=4 * size)
 
 
 def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int = 100, eval_every: int = 500,
           eval_scenes: int = 200, device: str | None = None, resume: Path | None = None, first_seed: int = 0,
-          log=print) -> dict:
+          scene_version: int = SCENE_VERSION, log=print) -> dict:
     """Train for `steps` (cosine schedule with warm-up); scene seeds first_seed, first_seed + 1, ...
-    (all below HELD_OUT_SEED). Evaluates and saves to `out` every `eval_every` steps."""
+    (all below HELD_OUT_SEED) of `scene_version`, at that version's size: the model is resolution-
+    agnostic (sine position embeddings), so a model resumed from another version's size adapts.
+    Evaluates and saves to `out` every `eval_every` steps."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     model = new_demo_model(resume).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    log(f"demo DETR: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {steps} steps on {device}")
+    log(f"demo DETR: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {steps} steps on {device}, "
+        f"scenes v{scene_version} ({SCENE_SIZES[scene_version]} px)")
     history, t0 = [], time.time()
     for step in range(1, steps + 1):
         model.train()
         first = first_seed + (step - 1) * batch
         assert first + batch <= HELD_OUT_SEED, "training seeds must stay below the held-out range"
-        pixels, labels = scene_batch(range(first, first + batch), device)
+        pixels, labels = scene_batch(range(first, first + batch), device, scene_version)
         loss = model(pixel_values=pixels, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,9 +158,10 @@ def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int 
         if step % 50 == 0:
             log(f"step {step} loss {loss.item():.3f} lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.0f}s")
         if step % eval_every == 0 or step == steps:
-            scores = evaluate(model, eval_scenes, HELD_OUT_SEED + 500_000, device)
+            scores = evaluate(model, eval_scenes, HELD_OUT_SEED + 500_000, device, version=scene_version)
             history.append({"step": step, "seconds": round(time.time() - t0), **scores})
-            log(f"step {step} held-out mAP@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}")
-            save_demo(model, out)
+            log(f"step {step} held-out mAP@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f} "
+                f"duplicates {scores['duplicates_pct']:.1f}% false positives {scores['false_positives_pct']:.1f}%")
+            save_demo(model, out, SCENE_SIZES[scene_version])
             (out / "training_log.json").write_text(json.dumps(history, indent=1))
     return history[-1]

@@ -57,3 +57,33 @@ def mean_average_precision(predictions, truths, labels, ious=(0.5,)) -> float:
 
 
 COCO_IOUS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
+
+
+def duplicates_and_false_positives(predictions: list[list[dict]], truths: list[list[dict]], threshold: float,
+                                   iou: float = 0.5) -> dict:
+    """What a person sees at a score threshold: per image, the detections at >= threshold in
+    descending score. A duplicate has IoU > `iou` with a higher-scored detection of its class; the
+    others are matched greedily to unmatched true objects of their class at IoU >= `iou`, and those
+    left unmatched are false positives. Counts, and both in % of the true objects."""
+    dups = false = n_true = 0
+    for preds, objs in zip(predictions, truths):
+        n_true += len(objs)
+        shown = sorted((p for p in preds if p["score"] >= threshold), key=lambda p: -p["score"])
+        kept: list[dict] = []
+        for p in shown:
+            same = [k["box"] for k in kept if k["label"] == p["label"]]
+            if same and box_iou([p["box"]], same).max() > iou:
+                dups += 1
+            else:
+                kept.append(p)
+        taken = [False] * len(objs)
+        for p in kept:
+            ious = box_iou([p["box"]], [o["box"] for o in objs])[0] if objs else np.zeros(0)
+            free = [j for j, o in enumerate(objs) if not taken[j] and o["label"] == p["label"] and ious[j] >= iou]
+            if free:
+                taken[max(free, key=lambda j: ious[j])] = True
+            else:
+                false += 1
+    pct = (lambda n: round(100 * n / n_true, 2)) if n_true else (lambda n: float("nan"))
+    return {"true_objects": n_true, "duplicates": dups, "false_positives": false,
+            "duplicates_pct": pct(dups), "false_positives_pct": pct(false)}
