@@ -117,3 +117,23 @@ def test_tiny_detr_curves(tiny, rgb_image):
     assert r["pointing_game_gt"] == pytest.approx(1.0)  # the whole image
     x0, y0, x1, y1 = detection["box"]
     assert r["pointing_game"] == pytest.approx(energy_pointing_game(heatmap, [x0, y0, x1, y1], (W, H)), abs=1e-3)
+
+
+def test_curves_run_at_most_at_their_resolution(tiny, rgb_image, monkeypatch):
+    import core.evaluation.faithfulness as fm
+    from core.methods.integrated_gradients import resize
+    x = tiny.pixel_values(rgb_image)
+    size, small = (x.shape[-1], x.shape[-2]), resize(x, 32)
+    heatmap, gt_box = np.random.default_rng(0).random((6, 8)), [8.0, 6.0, 40.0, 30.0]
+    shapes, forward = [], tiny.model.forward
+    monkeypatch.setattr(tiny.model, "forward", lambda *a, **k: shapes.append(tuple(k["pixel_values"].shape[-2:]))
+                        or forward(*a, **k))
+    monkeypatch.setattr(fm, "RESOLUTION", 32)
+    capped = faithfulness(tiny, x, 0, heatmap, steps=4, gt_box=gt_box)
+    assert set(shapes) == {tuple(small.shape[-2:])} and min(shapes[0]) == 32  # every forward at the capped size
+    monkeypatch.setattr(fm, "RESOLUTION", 1000)  # a larger cap changes nothing
+    assert faithfulness(tiny, small, 0, heatmap, steps=4, gt_box=gt_box, image_size=size) == capped  # box: input px
+    before = len(shapes)
+    full = faithfulness(tiny, x, 0, heatmap, steps=4, gt_box=gt_box)
+    assert full["pointing_game_gt"] == pytest.approx(capped["pointing_game_gt"], abs=0.05)
+    assert set(shapes[before:]) == {tuple(x.shape[-2:])}

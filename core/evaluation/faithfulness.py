@@ -24,11 +24,17 @@ import torch.nn.functional as F
 
 from core.methods.baselines import make_baseline
 from core.methods.explanation import Progress
+from core.methods.integrated_gradients import resize
 from core.evaluation.metrics import box_iou
 from core.methods.targets import predicted_class
 from core.models.detection import scores
 
 STEPS = 20
+# The curves' forwards run at most at this short side (px), DETR's smallest training scale: on
+# DETR-R50's 800 px input they cost a third (README "Real model on a 2-core CPU"); the demo's
+# 128 px input runs unchanged. The detection is re-read at that size, so every point of a curve
+# is scored alike.
+RESOLUTION = 480
 IOU = 0.5
 BASELINES = ("blur", "mean", "black")
 # scoring batches: 32 images of 128 px ran fastest per image on CPU (bench/compare.py); fewer for large inputs
@@ -170,6 +176,8 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
                       batch_size: int | None = None, progress: Progress | None = None) -> dict:
     """`faithfulness` of several maps (name -> map) of one detection: name -> result; their
     perturbed images share batches (perturbation_curves_many)."""
+    image_size = image_size or tuple(pixel_values.shape[-1:-3:-1])  # (width, height) of the model input
+    pixel_values = resize(pixel_values, RESOLUTION)
     H, W = pixel_values.shape[-2:]
     with torch.no_grad():
         out = loaded.model(pixel_values=pixel_values)
@@ -190,6 +198,6 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
             result[f"{mode}_auc"] = {kind: auc(curves[mode][:, k], initial[k])
                                      for k, kind in enumerate(("slot", "matched"))}
         if gt_box is not None:
-            result["pointing_game_gt"] = energy_pointing_game(heatmap, gt_box, image_size or (W, H))
+            result["pointing_game_gt"] = energy_pointing_game(heatmap, gt_box, image_size)
         results[name] = result
     return results
