@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the servers set it (app/background.py), before torch loads
+
+import torch  # noqa: E402
 
 from bench.integrated_gradients import _kib, _reset_peak
 from bench.r50 import at_size, r50_random, scene

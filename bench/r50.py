@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from core.demo.scenes import make_scene
-from core.models.loading import LoadedModel, Preprocess
+from core.models.loading import LoadedModel, Preprocess, ready
 
 
 def r50_random(device: str = "cpu") -> LoadedModel:
@@ -14,8 +14,7 @@ def r50_random(device: str = "cpu") -> LoadedModel:
     config = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False, num_labels=91)  # COCO-sized head
     config._attn_implementation = "eager"
     torch.manual_seed(0)
-    model = DetrForObjectDetection(config).eval().requires_grad_(False).to(device)
-    return LoadedModel(model=model, name="r50-random", preprocess=Preprocess())
+    return LoadedModel(model=ready(DetrForObjectDetection(config), device), name="r50-random", preprocess=Preprocess())
 
 
 def at_size(loaded: LoadedModel, size: int) -> LoadedModel:
