@@ -7,17 +7,19 @@ import json
 import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
-from callbacks import HIDDEN, SHOWN, job_options, run_job
+from callbacks import HIDDEN, SHOWN, job_options, preview as early, run_job
 from components import ids
-from components.compare import (export_png, fmt, hover_grid, overlay, panel, panel_figure, ranking_rows,
-                                   sanity_figure, score_line)
+from components.compare import (export_png, fmt, hover_grid, overlay, panel, panel_figure, pending_panel,
+                                   ranking_rows, sanity_figure, score_line)
 from core import service
+from core.methods.explanation import Reporter
 from core.evaluation.compare import IG_DEFAULTS, METHODS, default_methods, jsonable, match_truth, normalise, summary
 from core.models.detection import option_label
 from core.methods.registry import METHODS as REGISTRY
 
 IG_FIELDS = {ids.param_id("ig", name): name for name in IG_DEFAULTS}
 LABELS = {name: REGISTRY[name].label for name in METHODS}
+REQUEST = ("image_id", "query", "methods", "gt_box")  # what a comparison job was asked
 
 
 def remember_ig_choice(*args):
@@ -44,7 +46,11 @@ def _detection(detections, query):
 
 
 def _progress(set_progress):
-    return lambda done, total: set_progress((done, total, f"{100 * done / max(total, 1):.0f}%"))
+    return lambda done, total: set_progress((done, total, _percent(done, total)))
+
+
+def _percent(done, total) -> str:
+    return f"{100 * done / max(total, 1):.0f}%"
 
 
 JOB_STATES = [State(ids.PICKER, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
@@ -65,9 +71,17 @@ def run_comparison(set_progress, _clicks, query, image, detections, layer, chose
            "gt_box": truth["box"] if truth else None, "truth_iou": truth["iou"] if truth else None,
            "ig_chosen": sorted(chosen or [])}
 
+    job = early.Job(set_progress, ref, "compare")
+
+    def partial(so_far):  # panels, scores, ranking as they come; the maps stay in the explanations' cache
+        scored = sum("scores" in m for m in so_far["methods"].values())
+        job.publish({**so_far, "methods": {n: {k: v for k, v in m.items() if k != "heatmap"}
+                                           for n, m in so_far["methods"].items()}},
+                    so_far["stage"], len(so_far["methods"]), scored, stage=so_far["stage"])
+
     def work():
-        service.comparison(image["image_id"], query, methods, ref["gt_box"], _progress(set_progress))
-    return run_job("The comparison", ref, work, set_progress)
+        service.comparison(image["image_id"], query, methods, ref["gt_box"], Reporter(job.progress(_percent), partial))
+    return run_job("The comparison", ref, work, job.tick)
 
 
 def _comparison(ref, image):
@@ -101,25 +115,54 @@ def draw_comparison(ref, how, picked, image, detections):
     result, message = _comparison(ref, image)
     if result is None or picked != ref["query"]:
         return [], [], HIDDEN, message or "Press Compare for the picked detection."
+    return comparison_view(result, ref, how, image, detections)
+
+
+def comparison_view(result, ref, how, image, detections):
+    """(panels, table rows, table style, info) of a comparison, or of one so far (a running job's
+    early result, core.evaluation.compare: methods without a map get a waiting panel, maps without
+    scores a waiting line, and the table waits for the ranking)."""
     det = _detection(detections, ref["query"])
     picture = service.get_image(ref["image_id"])
     maps = normalised_maps(result, how or "minmax")
-    grid = hover_grid(maps, image["width"], image["height"])
+    grid = hover_grid(maps, image["width"], image["height"]) if maps else None
     names = list(maps)
     cells = []
-    for k, name in enumerate(names):
+    for name in ref["methods"]:
+        if name not in maps:
+            cells.append(pending_panel(LABELS[name], "Computing the map ..."))
+            continue
         m = result["methods"][name]
-        fig = panel_figure(overlay(picture, maps[name]), image["width"], image["height"], k,
+        fig = panel_figure(overlay(picture, maps[name]), image["width"], image["height"], names.index(name),
                               [LABELS[n] for n in names], grid, det["box"] if det else None, ref["gt_box"])
-        lines = [score_line(m["scores"])] + ([ig_note(ref, m["info"])] if name == "ig" else [])
+        lines = [score_line(m["scores"]) if "scores" in m else "Scoring ..."]
+        lines += [ig_note(ref, m["info"])] if name == "ig" else []
         cells.append(panel(LABELS[name], fig, lines, {"type": ids.COMPARE_PANEL, "method": name}))
-    scores = {n: m["scores"] for n, m in result["methods"].items()}
     title = option_label(det) if det else f"query {ref['query']}"
+    if "ranking" not in result:
+        scored = sum("scores" in m for m in result["methods"].values())
+        return cells, [], HIDDEN, [html.B(f"Comparing the methods for {title}: "), f"{len(maps)} of "
+                                   f"{len(ref['methods'])} maps, {scored} scored so far; the ranking comes last."]
+    scores = {n: m["scores"] for n, m in result["methods"].items()}
     truth = (f" Scored against the true {det['label']} box too (IoU {ref['truth_iou']:.2f})."
              if ref["gt_box"] and det else "")
     info = [html.B(f"All methods for {title}."), f" {result['seconds']['total']:.1f} s.{truth} Hover a panel: every "
             "method's value at that point. Magenta: the detected box; dashed white: the true box."]
     return cells, ranking_rows(result["ranking"], scores, LABELS), SHOWN, info
+
+
+def draw_comparison_preview(preview, ref, how, picked, image, detections):
+    """A running comparison's panels, scores and ranking so far (from the cache); nothing once
+    that job's final result is shown, or for another detection than the picked one."""
+    found = early.early_result(preview, image, ref, REQUEST)
+    if found is None or picked != preview["query"]:
+        return (no_update,) * 4
+    methods = {}
+    for name, m in found["methods"].items():  # the maps themselves are in the explanations' cache
+        explanation = service.cached_explanation(preview["image_id"], preview["query"], name, preview["methods"][name])
+        if explanation is not None:
+            methods[name] = {**m, "heatmap": explanation.heatmap}
+    return comparison_view({**found, "methods": methods}, preview, how, image, detections)
 
 
 def run_sanity(set_progress, _clicks, query, image, _detections, layer, chosen, baseline, sigma, steps, resolution):
@@ -209,11 +252,18 @@ def register(app, settings) -> None:
     app.callback(Output(ids.COMPARE_IG_CHOSEN, "data"), *[Input(i, "value") for i in IG_FIELDS],
                  State(ids.COMPARE_IG_CHOSEN, "data"), prevent_initial_call=True)(remember_ig_choice)
     app.callback(Output(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE, "n_clicks"), *JOB_STATES,
-                 **job_options(ids.COMPARE, ids.COMPARE_CANCEL, ids.COMPARE_PROGRESS))(run_comparison)
-    app.callback(Output(ids.COMPARE_GRID, "children"), Output(ids.COMPARE_TABLE, "rowData"),
-                 Output(ids.COMPARE_TABLE_GROUP, "style"), Output(ids.COMPARE_INFO, "children"),
+                 **early.job_options_with_preview(ids.COMPARE, ids.COMPARE_CANCEL, ids.COMPARE_PROGRESS,
+                                                  ids.COMPARE_PREVIEW))(run_comparison)
+    view = [(ids.COMPARE_GRID, "children"), (ids.COMPARE_TABLE, "rowData"), (ids.COMPARE_TABLE_GROUP, "style"),
+            (ids.COMPARE_INFO, "children")]
+    app.callback(*[Output(i, prop) for i, prop in view],
                  Input(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE_NORM, "value"), Input(ids.PICKER, "value"),
                  State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"), prevent_initial_call=True)(draw_comparison)
+    early.register(app, (ids.COMPARE_PREVIEW, ids.COMPARE_PREVIEW_SHOWN, ids.COMPARE_PREVIEW_VIEW),
+                   ids.COMPARE_RESULT, REQUEST, view,
+                   [State(ids.COMPARE_RESULT, "data"), State(ids.COMPARE_NORM, "value"), State(ids.PICKER, "value"),
+                    State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data")], draw_comparison_preview)
+    early.note_cancel(app, ids.COMPARE_CANCEL, ids.COMPARE_INFO)
     app.callback(Output(ids.SANITY_RESULT, "data"), Input(ids.SANITY, "n_clicks"), *JOB_STATES,
                  **job_options(ids.SANITY, ids.SANITY_CANCEL, ids.SANITY_PROGRESS))(run_sanity)
     app.callback(Output(ids.SANITY_FIGURE, "figure"), Output(ids.SANITY_FIGURE, "style"), Output(ids.SANITY_INFO, "children"),

@@ -9,19 +9,15 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, State, ctx, html, no_update
 
-from callbacks import HIDDEN, SHOWN, job_options, run_job
+from callbacks import HIDDEN, SHOWN, preview as early, run_job
 from components import ids
 from components.heatmaps import add_heatmap
-from core import cache, params as P, service
+from core import params as P, service
 from core.methods.explanation import Reporter
 from core.models.detection import option_label
 
 FAMILY_LABELS = {"cam": "Grad-CAM family"}  # families of several methods; others take their method's label
-PREVIEW_SECONDS = 3600  # an early map stays in the cache this long: the life of the job it belongs to
-# The browser shows an early map (Integrated Gradients at 9, 17, ... steps) once: a new reference only.
-SHOW_NEW_PREVIEW = """function(preview, shown) {
-    return (preview && (!shown || preview.preview !== shown.preview)) ? preview : window.dash_clientside.no_update;
-}"""
+REQUEST = ("image_id", "query", "method", "family", "params")  # what an explanation job was asked
 
 
 def families(loaded=None) -> list[dict]:
@@ -72,23 +68,12 @@ def run_explanation(set_progress, _clicks, query, family_name, variants, values,
     params = params_for(family, values, target if family["target"] else None)
     ref = {"image_id": image["image_id"], "query": query, "method": name, "family": family_name, "params": params}
 
-    # every tick carries the latest early map's reference: a poll that misses the tick that brought it
-    # still finds it (the browser keeps only new ones: SHOW_NEW_PREVIEW)
-    state = {"bar": (0, 1, "starting"), "preview": None}
+    job = early.Job(set_progress, ref, "explain")  # early maps (Integrated Gradients at 9, 17, ... steps)
+    progress = job.progress(lambda done, total: f"{done}/{total}")
 
-    def tick(bar=None):
-        state["bar"] = bar or state["bar"]
-        set_progress((*state["bar"], state["preview"]))
-
-    def progress(done, total):
-        tick((done, total, f"{done}/{total}"))
-
-    def partial(results):  # an early map: into the cache, its reference to the page
+    def partial(results):
         info = results[name].info
-        key = cache.key("preview", ref, info.get("steps"))
-        cache.store().set(key, results, expire=PREVIEW_SECONDS)
-        state["preview"] = {**ref, "preview": key, "info": _jsonable(info)}
-        tick()
+        job.publish(results, info.get("steps"), info=_jsonable(info))
 
     def work():
         if mc:  # the map under MC-Dropout: mean, std, stability
@@ -97,7 +82,7 @@ def run_explanation(set_progress, _clicks, query, family_name, variants, values,
                                        "dropout": result["dropout"]}}
         explanation = service.explanation(image["image_id"], query, name, params, progress=Reporter(progress, partial))
         return {"info": _jsonable(explanation.info)}
-    return run_job("The explanation", ref, work, lambda bar: tick(bar))
+    return run_job("The explanation", ref, work, job.tick)
 
 
 def _jsonable(info: dict) -> dict:
@@ -188,11 +173,7 @@ def draw_explanation(result, variant, opacity, absolute, image, detections):
 def draw_preview(preview, result, opacity, absolute, image, detections):
     """An early map of a running job, from the cache; nothing once that job's final map is shown.
     Returns (figure, its style, info, the std figure column's style)."""
-    request = ("image_id", "query", "method", "family", "params")
-    if (not preview or not image or preview["image_id"] != image["image_id"]
-            or (result and not result.get("error") and all(result.get(k) == preview[k] for k in request))):
-        return no_update, no_update, no_update, no_update
-    found = cache.store().get(preview["preview"])
+    found = early.early_result(preview, image, result, REQUEST)
     if found is None:
         return no_update, no_update, no_update, no_update
     from core.methods.registry import METHODS
@@ -222,23 +203,18 @@ def register(app, settings) -> None:
         return run_explanation(set_progress, clicks, query, family,
                                {v[:-len("-variant")]: value for v, value in variants.items()}, values, target,
                                image, fams, mc)
-    options = job_options(ids.EXPLAIN, ids.EXPLAIN_CANCEL, ids.EXPLAIN_PROGRESS)
-    options["progress"] = [*options["progress"], Output(ids.EXPLAIN_PREVIEW, "data")]  # early maps ride along
     app.callback(Output(ids.EXPLAIN_RESULT, "data"), Input(ids.EXPLAIN, "n_clicks"), Input(ids.PICKER, "value"),
                  State(ids.METHOD, "value"), *[State(i, "value") for i in variant_ids + param_ids],
                  State(ids.TARGET, "value"), State(ids.IMAGE_STORE, "data"), State(ids.MAP_UNCERTAINTY, "value"),
                  *[State(i, "value") for i in (ids.MC_SAMPLES, ids.MC_DROPOUT, ids.MC_SEED, ids.MC_IDENTITY)],
-                 **options)(explain)
-    app.clientside_callback(SHOW_NEW_PREVIEW, Output(ids.EXPLAIN_PREVIEW_SHOWN, "data"),
-                            Input(ids.EXPLAIN_PREVIEW, "data"), State(ids.EXPLAIN_PREVIEW_SHOWN, "data"))
-    # its own callback: one with the job's result among its inputs waits for the job to end
-    app.callback(Output(ids.EXPLAIN_FIGURE, "figure", allow_duplicate=True),
-                 Output(ids.EXPLAIN_FIGURE, "style", allow_duplicate=True),
-                 Output(ids.EXPLAIN_INFO, "children", allow_duplicate=True),
-                 Output(f"{ids.EXPLAIN_STD_FIGURE}-col", "style", allow_duplicate=True),
-                 Input(ids.EXPLAIN_PREVIEW_SHOWN, "data"), State(ids.EXPLAIN_RESULT, "data"),
-                 State(ids.OPACITY, "value"), State(ids.IG_ABSOLUTE, "value"), State(ids.IMAGE_STORE, "data"),
-                 State(ids.DETECTIONS_STORE, "data"), prevent_initial_call=True)(draw_preview)
+                 **early.job_options_with_preview(ids.EXPLAIN, ids.EXPLAIN_CANCEL, ids.EXPLAIN_PROGRESS,
+                                                  ids.EXPLAIN_PREVIEW))(explain)
+    early.register(app, (ids.EXPLAIN_PREVIEW, ids.EXPLAIN_PREVIEW_SHOWN, ids.EXPLAIN_PREVIEW_VIEW),
+                   ids.EXPLAIN_RESULT, REQUEST, [(ids.EXPLAIN_FIGURE, "figure"), (ids.EXPLAIN_FIGURE, "style"),
+                                                 (ids.EXPLAIN_INFO, "children"), (f"{ids.EXPLAIN_STD_FIGURE}-col", "style")],
+                   [State(ids.EXPLAIN_RESULT, "data"), State(ids.OPACITY, "value"), State(ids.IG_ABSOLUTE, "value"),
+                    State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data")], draw_preview)
+    early.note_cancel(app, ids.EXPLAIN_CANCEL, ids.EXPLAIN_INFO)
 
     def draw(result, *rest):
         variants, (opacity, absolute, image, detections) = rest[:len(variant_ids)], rest[len(variant_ids):]

@@ -85,6 +85,8 @@ def compare_panel(normalisations: dict[str, str]):
             described(dcc.Graph(id=ids.SANITY_FIGURE, config={"displaylogo": False}, style={"display": "none"}),
                       ids.caption_id(ids.SANITY_FIGURE), "Sanity check"),
             dcc.Store(id=ids.COMPARE_RESULT), dcc.Store(id=ids.SANITY_RESULT), dcc.Store(id=ids.COMPARE_IG_CHOSEN),
+            dcc.Store(id=ids.COMPARE_PREVIEW), dcc.Store(id=ids.COMPARE_PREVIEW_SHOWN),
+            dcc.Store(id=ids.COMPARE_PREVIEW_VIEW),
             dcc.Download(id=ids.COMPARE_DOWNLOAD_PNG), dcc.Download(id=ids.COMPARE_DOWNLOAD_JSON),
         ]),
     ], className="mb-3")
@@ -163,6 +165,14 @@ def panel(title: str, figure: go.Figure, lines: list[str], graph_id) -> html.Div
         html.Div([html.Div(line) for line in lines], className="small px-2 py-1"),
     ], className="h-100"), className="col-12 col-md-6 col-xl-4 compare-panel", role="figure",
         **{"aria-label": f"{title}: {description(figure)}"})  # the figure's name and words (components/describe.py)
+
+
+def pending_panel(title: str, text: str) -> html.Div:
+    """A grid cell of a method whose map a running comparison has not reached yet."""
+    return html.Div(dbc.Card([
+        dbc.CardHeader(title, className="py-1 fw-semibold"),
+        html.Div(text, className="small text-muted px-2 py-4 text-center"),
+    ], className="h-100"), className="col-12 col-md-6 col-xl-4 compare-pending")
 
 
 def ranking_rows(ranking: list[dict], scores: dict[str, dict], labels: dict[str, str]) -> list[dict]:

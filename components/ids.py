@@ -49,6 +49,7 @@ MAP_UNCERTAINTY = "map-uncertainty"     # switch: the map's mean and std over th
 EXPLAIN_STD_FIGURE = "explain-std-figure"
 EXPLAIN_PREVIEW = "explain-preview"  # early maps of a running job (progress output)
 EXPLAIN_PREVIEW_SHOWN = "explain-preview-shown"  # the same, each new one once
+EXPLAIN_PREVIEW_VIEW = "explain-preview-view"  # its drawing, for the page unless the final map is there
 
 # compare view
 COMPARE = "compare"
@@ -62,6 +63,9 @@ COMPARE_TABLE = "compare-table"
 COMPARE_TABLE_GROUP = "compare-table-group"
 COMPARE_RESULT = "compare-result"       # a reference: the comparison stays in the server-side cache
 COMPARE_IG_CHOSEN = "compare-ig-chosen"  # which IG controls the person has touched
+COMPARE_PREVIEW = "compare-preview"     # a running comparison's results so far (progress output)
+COMPARE_PREVIEW_SHOWN = "compare-preview-shown"  # the same, each new one once
+COMPARE_PREVIEW_VIEW = "compare-preview-view"  # its drawing, for the page unless the final result is there
 COMPARE_EXPORT_PNG = "compare-export-png"
 COMPARE_EXPORT_JSON = "compare-export-json"
 COMPARE_DOWNLOAD_PNG = "compare-download-png"
@@ -104,6 +108,9 @@ MC_FIGURE = "uncertainty-figure"
 MC_DETAIL = "uncertainty-detail"
 MC_HISTOGRAM = "uncertainty-histogram"
 MC_STATS = "uncertainty-stats"
+MC_PREVIEW = "mc-preview"             # a running MC-Dropout job's samples so far (progress output)
+MC_PREVIEW_SHOWN = "mc-preview-shown"  # the same, each new one once
+MC_PREVIEW_VIEW = "mc-preview-view"    # its drawing, for the page unless the final result is there
 
 # shareable link (callbacks/links.py)
 LOCATION = "location"

@@ -93,7 +93,8 @@ def uncertainty_panel():
                                   ids.caption_id(ids.MC_HISTOGRAM), "Score histogram of the picked detection"), md=6),
                 dbc.Col(html.Div(id=ids.MC_STATS), md=6),
             ], id=ids.MC_DETAIL, style={"display": "none"}, className="mt-2"),
-            dcc.Store(id=ids.MC_RESULT),
+            dcc.Store(id=ids.MC_RESULT), dcc.Store(id=ids.MC_PREVIEW), dcc.Store(id=ids.MC_PREVIEW_SHOWN),
+            dcc.Store(id=ids.MC_PREVIEW_VIEW),
         ]),
     ], className="mb-3")
 

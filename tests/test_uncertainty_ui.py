@@ -62,7 +62,9 @@ def test_run_reports_progress_and_returns_a_small_reference(served, tiny):
     ref = served["ref"]
     assert ref == {"image_id": served["store"]["image_id"], "samples": T, "dropout": 0.5, "seed": 3,
                    "model": tiny.name}
-    assert served["progress"][0] == (0, 1, "starting") and served["progress"][-1] == (T, T, f"{T}/{T} samples")
+    # every tick: bar value, max, label and the latest samples-so-far reference (callbacks/preview.py)
+    assert served["progress"][0] == (0, 1, "starting", None)
+    assert served["progress"][-1][:3] == (T, T, f"{T}/{T} samples")
     assert [p[0] for p in served["progress"]] == sorted(p[0] for p in served["progress"])
     result = served["result"]
     assert result["samples"] == T and len(result["detections"]) == tiny.model.config.num_queries

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from core.methods.explanation import Progress
+from core.methods.explanation import Progress, Reporter, partial_of
 from core.evaluation.faithfulness import STEPS, faithfulness_many
 from core.evaluation.metrics import box_iou
 from core.methods.gradcam import DEFAULT_VARIANT
@@ -69,20 +69,24 @@ def match_truth(box, label: str, truth: list[dict] | None, min_iou: float = 0.0)
 
 def explain_all(loaded, pixel_values, query: int, methods: dict[str, dict], progress: Progress | None = None,
                 explain=None) -> tuple[dict, dict]:
-    """(name -> Explanation, name -> seconds). Methods of one family with the same params share one
-    computation, and the CAM family, attention and relevance share one forward and one backward
-    where they explain the class logit (core.methods.joint). `explain(name, params, progress)`, if
-    given, is used instead (the service's cache, one computation per family)."""
+    """(name -> Explanation, name -> seconds), in the order of `methods`. Methods of one family with
+    the same params share one computation, and the CAM family, attention and relevance share one
+    forward and one backward where they explain the class logit (core.methods.joint).
+    `explain(name, params, progress)`, if given, is used instead (the service's cache, one
+    computation per family). Those of the joint pass come first, then the other one-pass (`quick`)
+    methods, so a Reporter's `partial`, called with name -> Explanation of the maps ready so far (in
+    `methods` order) after each map, shows them before the slow ones (Integrated Gradients)."""
     from core.methods.registry import METHODS as REGISTRY  # the registry imports every method module
     full = {name: {**REGISTRY[name].defaults, **params} for name, params in methods.items()}
     key = {name: (REGISTRY[name].family, json.dumps(full[name], sort_keys=True, default=str)) for name in methods}
-    done, out, seconds = {}, {}, {}
+    done, out, seconds, partial = {}, {}, {}, partial_of(progress)
     if explain is None:
         start = time.perf_counter()
         shared = shared_pass(loaded, pixel_values, query, full, _sub_progress(progress, 0, len(methods)))
         done = {key[n]: result for n, result in shared.items()}
         seconds = {n: (time.perf_counter() - start) / len(shared) for n in shared}
-    for k, name in enumerate(methods):
+    joint = joint_served(full)
+    for k, name in enumerate(sorted(methods, key=lambda n: (n not in joint, not REGISTRY[n].quick))):  # stable
         sub = _sub_progress(progress, k, len(methods))
         start = time.perf_counter()
         if explain is not None:
@@ -94,7 +98,9 @@ def explain_all(loaded, pixel_values, query: int, methods: dict[str, dict], prog
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
         if sub:
             sub(1, 1)  # a cached or shared map reports nothing itself
-    return out, seconds
+        if partial:
+            partial({n: out[n] for n in methods if n in out})
+    return {n: out[n] for n in methods}, {n: seconds[n] for n in methods}
 
 
 def shared_pass(loaded, pixel_values, query: int, full: dict[str, dict], progress: Progress | None = None) -> dict:
@@ -104,37 +110,65 @@ def shared_pass(loaded, pixel_values, query: int, full: dict[str, dict], progres
     each family's own computation is as cheap). `full`: name -> full (validated) params. A cache
     can store each result under its family's key as if each family had been computed alone."""
     from core.methods.joint import compute_joint
+    members = _joint_members(full)
+    if members is None:
+        return {}
+    cam, attention, relevance = members
+    result = compute_joint(loaded, pixel_values, query, full[cam], attention and full[attention],
+                           relevance and full[relevance], progress)
+    return {n: result for n in joint_served(full)}
+
+
+def _joint_members(full: dict[str, dict]) -> tuple | None:
+    """(CAM, attention, relevance) method names the joint pass computes (None for a family not in
+    it), or None when it would serve fewer than two families."""
     from core.methods.registry import METHODS as REGISTRY
     family = {n: REGISTRY[n].family for n in full}
     cam = next((n for n in full if family[n] == "cam" and full[n]["target"] == "class"), None)
     attention = next((n for n in full if family[n] == "attention"), None)
     relevance = next((n for n in full if family[n] == "relevance" and full[n]["target"] == "class"), None)
-    if cam is None or (attention is None and relevance is None):
-        return {}
-    result = compute_joint(loaded, pixel_values, query, full[cam], attention and full[attention],
-                           relevance and full[relevance], progress)
-    served = {(family[m], json.dumps(full[m], sort_keys=True, default=str)) for m in (cam, attention, relevance) if m}
-    return {n: result for n in full if (family[n], json.dumps(full[n], sort_keys=True, default=str)) in served}
+    return None if cam is None or (attention is None and relevance is None) else (cam, attention, relevance)
+
+
+def joint_served(full: dict[str, dict]) -> list[str]:
+    """The names among `full` (name -> full params) whose map the joint pass gives (shared_pass)."""
+    from core.methods.registry import METHODS as REGISTRY
+    members = _joint_members(full)
+    if members is None:
+        return []
+
+    def key(n):
+        return REGISTRY[n].family, json.dumps(full[n], sort_keys=True, default=str)
+    served = {key(m) for m in members if m}
+    return [n for n in full if key(n) in served]
 
 
 def score_all(loaded, pixel_values, query: int, maps: dict, gt_box=None, image_size=None, steps: int = STEPS,
                 progress: Progress | None = None) -> tuple[dict, dict]:
     """(name -> scores, name -> seconds): deletion / insertion AUC and pointing game(s) per map. All
-    maps' perturbed images share batches, so each map is given an equal share of the time."""
+    maps' perturbed images share batches, so each map is given an equal share of the time. A
+    Reporter's `partial` gets name -> scores of the maps scored so far, as each completes."""
     start = time.perf_counter()
+    partial = partial_of(progress)
+    if partial:
+        progress = Reporter(progress, lambda results: partial({n: _scores(r, gt_box) for n, r in results.items()}))
     results = faithfulness_many(loaded, pixel_values, query, maps, steps=steps, gt_box=gt_box, image_size=image_size,
                                 progress=progress)
-    scores = {}
-    for name, r in results.items():
-        scores[name] = {"deletion_auc": r["deletion_auc"]["matched"], "insertion_auc": r["insertion_auc"]["matched"],
-                        "pointing_game": r["pointing_game"],
-                        "deletion_auc_slot": r["deletion_auc"]["slot"],
-                        "insertion_auc_slot": r["insertion_auc"]["slot"],
-                        "score": r["score"], "curves": r["curves"]}
-        if gt_box is not None:
-            scores[name]["pointing_game_gt"] = r["pointing_game_gt"]
+    scores = {name: _scores(r, gt_box) for name, r in results.items()}
     share = (time.perf_counter() - start) / max(len(maps), 1)
     return scores, {name: share for name in maps}
+
+
+def _scores(r: dict, gt_box) -> dict:
+    """A comparison's scores of one core.evaluation.faithfulness result (the "matched" AUCs first)."""
+    scores = {"deletion_auc": r["deletion_auc"]["matched"], "insertion_auc": r["insertion_auc"]["matched"],
+              "pointing_game": r["pointing_game"],
+              "deletion_auc_slot": r["deletion_auc"]["slot"],
+              "insertion_auc_slot": r["insertion_auc"]["slot"],
+              "score": r["score"], "curves": r["curves"]}
+    if gt_box is not None:
+        scores["pointing_game_gt"] = r["pointing_game_gt"]
+    return scores
 
 
 def _rank_of(values: dict[str, float], higher_better: bool) -> dict[str, int]:
@@ -161,18 +195,40 @@ def compare(loaded, pixel_values, query: int, methods: dict[str, dict] | None = 
     Returns {"query", "methods": {name: {"heatmap", "info", "params", "scores"}}, "ranking",
     "gt_box", "steps", "seconds": {"explain": {...}, "faithfulness": {...}, "total"}}.
     Progress: the maps are the first tenth of the work, the scores the rest (they are ~90% of it).
+    Results as they come: a Reporter's `partial` (core.methods.explanation) gets the result so far,
+    with "stage" added: "maps" after each map (methods so far, without "scores"), "scores" as each
+    map's scores complete (every map, scores on those scored), "ranking" once with the final
+    result. The final result is the same with or without it.
     """
     methods = methods or default_methods()
     start = time.perf_counter()
-    explanations, t_explain = explain_all(loaded, pixel_values, query, methods, _span(progress, 0, 100), explain)
+    head = {"query": int(query), "gt_box": None if gt_box is None else [float(v) for v in gt_box], "steps": steps}
+    partial = partial_of(progress)
+
+    def entry(name, e) -> dict:
+        return {"heatmap": np.asarray(e.heatmap, dtype=np.float32), "info": e.info, "params": methods[name]}
+
+    def maps_so_far(found: dict) -> dict:
+        return {n: entry(n, e) for n, e in found.items()}
+
+    def scores_so_far(found: dict) -> dict:
+        return {n: {**entry(n, e), **({"scores": found[n]} if n in found else {})} for n, e in explanations.items()}
+
+    def report(stage: str, bar: Progress | None, so_far) -> Progress | None:
+        if partial is None:
+            return bar
+        return Reporter(bar, lambda found: partial({**head, "stage": stage, "methods": so_far(found)}))
+    explanations, t_explain = explain_all(loaded, pixel_values, query, methods,
+                                          report("maps", _span(progress, 0, 100), maps_so_far), explain)
     maps = {n: e.heatmap for n, e in explanations.items()}
     scores, t_scores = score_all(loaded, pixel_values, query, maps, gt_box, image_size, steps,
-                                 _span(progress, 100, 1000))
-    return {"query": int(query), "gt_box": None if gt_box is None else [float(v) for v in gt_box], "steps": steps,
-            "methods": {n: {"heatmap": np.asarray(e.heatmap, dtype=np.float32), "info": e.info,
-                            "params": methods[n], "scores": scores[n]} for n, e in explanations.items()},
-            "ranking": rank({n: {c: s[c] for c, _ in CRITERIA if c in s} for n, s in scores.items()}),
-            "seconds": {"explain": t_explain, "faithfulness": t_scores, "total": time.perf_counter() - start}}
+                                 report("scores", _span(progress, 100, 1000), scores_so_far))
+    result = {**head, "methods": {n: {**entry(n, e), "scores": scores[n]} for n, e in explanations.items()},
+              "ranking": rank({n: {c: s[c] for c, _ in CRITERIA if c in s} for n, s in scores.items()}),
+              "seconds": {"explain": t_explain, "faithfulness": t_scores, "total": time.perf_counter() - start}}
+    if partial:
+        partial({**result, "stage": "ranking"})
+    return result
 
 
 def _span(progress: Progress | None, lo: int, hi: int) -> Progress | None:

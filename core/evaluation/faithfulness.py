@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from core.methods.baselines import make_baseline
-from core.methods.explanation import Progress
+from core.methods.explanation import Progress, Reporter, partial_of
 from core.methods.integrated_gradients import resize
 from core.evaluation.metrics import box_iou
 from core.methods.targets import predicted_class
@@ -74,6 +74,8 @@ def perturbation_curves_many(image: torch.Tensor, baseline: torch.Tensor, heatma
     Every curve starts or ends at the unperturbed image or at the baseline, the same for every map:
     those two are scored once; the maps' other images share batches (a comparison's forwards are
     ~90% of its cost, and batches of many images run several times faster per image on a CPU).
+    The maps' images go in map order, so a map's curves are complete before the next map's: a
+    Reporter's `partial` gets name -> curves of the maps complete so far, as they complete.
     """
     H, W = image.shape[-2:]
     counts = [round(k * H * W / steps) for k in range(steps + 1)][1:-1]
@@ -88,21 +90,28 @@ def perturbation_curves_many(image: torch.Tensor, baseline: torch.Tensor, heatma
         top_value, rest = (baseline[0], image[0]) if mode == "deletion" else (image[0], baseline[0])
         return torch.where(top, top_value, rest)
 
-    scores = []
+    k, names, partial = len(counts), list(heatmaps), partial_of(progress)
+
+    def curves(scores: np.ndarray, i: int) -> dict:
+        whole, none, inner = scores[0], scores[1], scores[2:]
+        deletion, insertion = inner[2 * i * k:(2 * i + 1) * k], inner[(2 * i + 1) * k:(2 * i + 2) * k]
+        return {"deletion": np.concatenate([whole[None], deletion, none[None]]),
+                "insertion": np.concatenate([none[None], insertion, whole[None]])}
+
+    scores, ready = [], {}
     for start in range(0, len(jobs), batch_size):
         batch = torch.stack([make(*job) for job in jobs[start:start + batch_size]])
         with torch.no_grad():
             scores.append(np.asarray(torch.as_tensor(score_fn(batch)).float().cpu()))
         if progress:
             progress(min(start + batch_size, len(jobs)), len(jobs))
+        complete = len(names) if k == 0 else min(len(names), (min(start + batch_size, len(jobs)) - 2) // (2 * k))
+        if partial and complete > len(ready):
+            so_far = np.concatenate(scores)
+            ready.update({names[i]: curves(so_far, i) for i in range(len(ready), complete)})
+            partial(dict(ready))
     scores = np.concatenate(scores)
-    whole, none, inner = scores[0], scores[1], scores[2:]
-    out, k = {}, len(counts)
-    for i, name in enumerate(heatmaps):
-        deletion, insertion = inner[2 * i * k:(2 * i + 1) * k], inner[(2 * i + 1) * k:(2 * i + 2) * k]
-        out[name] = {"deletion": np.concatenate([whole[None], deletion, none[None]]),
-                     "insertion": np.concatenate([none[None], insertion, whole[None]])}
-    return out
+    return {name: curves(scores, i) for i, name in enumerate(names)}
 
 
 def auc(curve, reference: float) -> float:
@@ -175,7 +184,8 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
                       baseline: str = "blur", gt_box=None, image_size: tuple[int, int] | None = None,
                       batch_size: int | None = None, progress: Progress | None = None) -> dict:
     """`faithfulness` of several maps (name -> map) of one detection: name -> result; their
-    perturbed images share batches (perturbation_curves_many)."""
+    perturbed images share batches (perturbation_curves_many). A Reporter's `partial` gets name ->
+    result of the maps scored so far, as each map's curves complete."""
     image_size = image_size or tuple(pixel_values.shape[-1:-3:-1])  # (width, height) of the model input
     pixel_values = resize(pixel_values, RESOLUTION)
     H, W = pixel_values.shape[-2:]
@@ -184,11 +194,9 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
     class_index = predicted_class(out.logits, query, loaded)
     box = _xyxy(out.pred_boxes[0, query].float().cpu().numpy())
     scorer = detection_scorer(loaded, query, class_index, box[None])
-    all_curves = perturbation_curves_many(pixel_values, removal_baseline(loaded, pixel_values, baseline), heatmaps,
-                                          scorer, steps, batch_size or batch_size_for(pixel_values), progress)
-    results = {}
-    for name, heatmap in heatmaps.items():
-        curves = all_curves[name]
+
+    def result_of(name: str, curves: dict) -> dict:
+        heatmap = heatmaps[name]
         initial = curves["deletion"][0]
         result = {"steps": steps, "baseline": baseline, "class_index": class_index, "score": float(initial[0]),
                   "curves": {mode: {"slot": c[:, 0].tolist(), "matched": c[:, 1].tolist()}
@@ -199,5 +207,14 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
                                      for k, kind in enumerate(("slot", "matched"))}
         if gt_box is not None:
             result["pointing_game_gt"] = energy_pointing_game(heatmap, gt_box, image_size)
-        results[name] = result
-    return results
+        return result
+
+    partial, done = partial_of(progress), {}
+    if partial:  # each map's result once, when its curves complete
+        def scored(ready: dict) -> None:
+            done.update({name: result_of(name, c) for name, c in ready.items() if name not in done})
+            partial(dict(done))
+        progress = Reporter(progress, scored)
+    all_curves = perturbation_curves_many(pixel_values, removal_baseline(loaded, pixel_values, baseline), heatmaps,
+                                          scorer, steps, batch_size or batch_size_for(pixel_values), progress)
+    return {name: result_of(name, curves) for name, curves in all_curves.items()}

@@ -53,7 +53,7 @@ from torch.overrides import TorchFunctionMode
 
 from core import params as P
 from core.models.detection import postprocess
-from core.methods.explanation import Progress
+from core.methods.explanation import Progress, partial_of
 
 MAX_SAMPLES = P.MC_SAMPLES.max  # the declared ranges (core/params.py)
 MAX_P = P.MC_DROPOUT.max
@@ -274,9 +274,10 @@ def _probs(logits: torch.Tensor, no_object: bool = True) -> torch.Tensor:
 
 
 def _sample(private: nn.Module, features, samples: int, seed: int, chunk: int,
-            progress: Progress | None, match: bool = False, no_object: bool = True):
+            progress: Progress | None, match: bool = False, no_object: bool = True, so_far=None):
     """(deterministic (logits, boxes), [T, Q, C(+1)] logits, [T, Q, 4] boxes, [T, Q] matched slots or
-    None) of the private copy; `features`: BackboneFeatures (`_Transformer`) or pixel values (`_WholeModel`)."""
+    None) of the private copy; `features`: BackboneFeatures (`_Transformer`) or pixel values (`_WholeModel`).
+    `so_far`, if given, gets the same four for the samples drawn so far after every chunk but the last."""
     device = features.embeds.device if isinstance(features, BackboneFeatures) else features.device
     noise = _SampleDropout(seed, samples, device)
     with noise.record():
@@ -295,6 +296,8 @@ def _sample(private: nn.Module, features, samples: int, seed: int, chunk: int,
                 matching.add(_probs(out[0], no_object), out[1])
             if progress:
                 progress(rows[-1] + 1, samples)
+            if so_far and rows[-1] + 1 < samples:
+                so_far(det, torch.cat(logits), torch.cat(boxes), matching.slots(close=False) if matching else None)
     return det, torch.cat(logits), torch.cat(boxes), matching.slots() if matching else None
 
 
@@ -399,11 +402,13 @@ class Matching:
                 - w_giou * _giou(_xyxy(self.det_boxes)[None], _xyxy(boxes))).cpu().numpy()  # [n, Q det, Q sample]
         self.pending += [self.pool.submit(linear_sum_assignment, c) for c in cost]
 
-    def slots(self) -> np.ndarray:
+    def slots(self, close: bool = True) -> np.ndarray:
+        """close=False: the samples added so far, and more may be added after."""
         try:
             done = [f.result() for f in self.pending]
         finally:
-            self.close()
+            if close:
+                self.close()
         slots = np.empty((len(done), len(self.labels)), dtype=np.int64)
         for t, (rows, cols) in enumerate(done):
             slots[t, rows] = cols
@@ -502,6 +507,10 @@ def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], 
     slot: index, label, label_id, score, box (deterministic), scores, score_mean, score_std,
     entropy, mutual_information, variation_ratio, label_counts, box_mean, box_std, box_cov,
     above_threshold_fraction, sampled_boxes, slot_swap_fraction, matched: {same keys + slots}]}.
+    Results as they come: a Reporter's `partial` (core.methods.explanation) gets, after every chunk
+    but the last, the result of the samples so far; a sample's masks depend on (seed, sample index)
+    only, so that is exactly the result of a run of that many samples, and the final result is the
+    same with or without it.
     """
     p = trained_dropout(loaded) if p is None else float(p)
     chunk = default_chunk(pixel_values.device) if chunk is None else chunk
@@ -510,9 +519,13 @@ def mc_dropout(loaded, pixel_values: torch.Tensor, image_size: tuple[int, int], 
         inputs = features if features is not None else backbone_features(loaded, pixel_values)
     else:
         inputs = pixel_values
+    partial, so_far = partial_of(progress), None
+    if partial:
+        def so_far(det, logits, boxes, slots):
+            partial(_result(loaded, det, logits, boxes, slots, image_size, len(logits), p, seed, threshold))
     with torch.no_grad():
         det, logits, boxes, slots = _sample(_transformer_copy(loaded, p), inputs, samples, seed, chunk, progress,
-                                            match=True, no_object=loaded.family.no_object)
+                                            match=True, no_object=loaded.family.no_object, so_far=so_far)
     return _result(loaded, det, logits, boxes, slots, image_size, samples, p, seed, threshold)
 
 
