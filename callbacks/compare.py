@@ -146,8 +146,10 @@ def comparison_view(result, ref, how, image, detections):
     scores = {n: m["scores"] for n, m in result["methods"].items()}
     truth = (f" Scored against the true {det['label']} box too (IoU {ref['truth_iou']:.2f})."
              if ref["gt_box"] and det else "")
-    info = [html.B(f"All methods for {title}."), f" {result['seconds']['total']:.1f} s.{truth} Hover a panel: every "
-            "method's value at that point. Magenta: the detected box; dashed white: the true box."]
+    h, w = next(iter(scores.values())).get("shape", ["?", "?"])
+    curves = f" Deletion / insertion: {result['steps']} steps at {w}x{h} px."
+    info = [html.B(f"All methods for {title}."), f" {result['seconds']['total']:.1f} s.{truth}{curves} Hover a panel: "
+            "every method's value at that point. Magenta: the detected box; dashed white: the true box."]
     return cells, ranking_rows(result["ranking"], scores, LABELS), SHOWN, info
 
 

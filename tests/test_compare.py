@@ -199,6 +199,8 @@ def test_callbacks_compute_draw_and_export(served, rgb_image, monkeypatch):
     cells, rows, style, info = cb.draw_comparison(ref, "minmax", 3, image, dets)
     n = len(METHODS)
     assert len(cells) == n and len(rows) == n and style["display"] == "block"
+    h, w = service.model().pixel_values(rgb_image).shape[-2:]  # below the curves' resolution cap: as it is
+    assert f"Deletion / insertion: 20 steps at {w}x{h} px." in str(info)
     assert [r["rank"] for r in rows] == list(range(1, n + 1)) and {r["method"] for r in rows} == set(cb.LABELS.values())
     result = service.cached_comparison(key, 3, ref["methods"], ref["gt_box"])
     best = result["ranking"][0]["method"]

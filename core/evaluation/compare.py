@@ -165,7 +165,7 @@ def _scores(r: dict, gt_box) -> dict:
               "pointing_game": r["pointing_game"],
               "deletion_auc_slot": r["deletion_auc"]["slot"],
               "insertion_auc_slot": r["insertion_auc"]["slot"],
-              "score": r["score"], "curves": r["curves"]}
+              "score": r["score"], "curves": r["curves"], "shape": r["shape"]}
     if gt_box is not None:
         scores["pointing_game_gt"] = r["pointing_game_gt"]
     return scores

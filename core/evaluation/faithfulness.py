@@ -198,7 +198,8 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
     def result_of(name: str, curves: dict) -> dict:
         heatmap = heatmaps[name]
         initial = curves["deletion"][0]
-        result = {"steps": steps, "baseline": baseline, "class_index": class_index, "score": float(initial[0]),
+        result = {"steps": steps, "shape": [int(H), int(W)], "baseline": baseline, "class_index": class_index,
+                  "score": float(initial[0]),
                   "curves": {mode: {"slot": c[:, 0].tolist(), "matched": c[:, 1].tolist()}
                              for mode, c in curves.items()},
                   "pointing_game": energy_pointing_game(heatmap, box * [W, H, W, H], (W, H))}
