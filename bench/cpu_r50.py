@@ -5,7 +5,8 @@ at 800 px, one no-grad forward and each page action, as seconds and as ratios to
                                       [--ig-steps N] [--ig-resolution PX] [--samples 30]
 
 Per action: time to the first result a person sees (Integrated Gradients: its first early map;
-Compare: its first method's map; the others: their only result), time to the final result, and
+Compare: its first panels; MC-Dropout: the histograms of its first chunk of samples; the others:
+their only result), time to the final result, and
 the process' peak resident set (VmHWM, reset after loading). Each action runs in a fresh process
 (one process' cached allocations cannot hide another's peak) after one warm-up forward; its
 ratios use the forward measured in the same process. IG runs at its declared defaults unless
@@ -34,6 +35,7 @@ ITEMS = {"detect": "detection", "cams": "Grad-CAM family", "ig": "Integrated Gra
 
 def worker(args) -> dict:
     from core.methods.explanation import Reporter
+    from core.methods.integrated_gradients import LEVELS
     from core.methods.registry import METHODS
     loaded = at_size(r50_random("cpu"), args.size)
     image = scene(args.size)
@@ -62,21 +64,19 @@ def worker(args) -> dict:
         params = {**METHODS["ig"].defaults, **ig}
         info = METHODS["ig"].compute(loaded, pixels, query, params, Reporter(partial=mark))["ig"].info
         note = (f"{params['steps']} steps at {info['shape'][0]} px short side, first map at "
-                f"{min(9, params['steps'])} steps; completeness off by {100 * (info['relative_delta'] or 0):.1f}%")
+                f"{min(LEVELS[0], params['steps'])} steps; completeness off by {100 * (info['relative_delta'] or 0):.1f}%")
     elif args.worker == "mc":
         from core.models.mc_dropout import mc_dropout
-        mc_dropout(loaded, pixels, image.size, samples=args.samples)
-        note = f"T={args.samples}"
+        mc_dropout(loaded, pixels, image.size, samples=args.samples, progress=Reporter(partial=mark))
+        note = f"T={args.samples}, histograms redrawn after each chunk of samples"
     elif args.worker == "compare":
         from core.evaluation.compare import compare, default_methods
 
-        def explain(name, params, progress):
-            out = METHODS[name].compute(loaded, pixels, query, {**METHODS[name].defaults, **params}, progress)[name]
-            mark()
-            return out
+        from core.evaluation.faithfulness import RESOLUTION, STEPS
         methods = default_methods(ig)
-        compare(loaded, pixels, query, methods, image_size=image.size, explain=explain)
-        note = "default methods" + (f", IG {ig}" if ig else "")
+        compare(loaded, pixels, query, methods, image_size=image.size, progress=Reporter(partial=mark))
+        note = ("default methods" + (f", IG {ig}" if ig else "") +
+                f"; curves {STEPS} steps at <= {RESOLUTION} px; first panel: the joint pass's maps")
     final = time.perf_counter() - start
     peak = _kib("VmHWM") if exact else None
     return {"forward": forward, "first": first[0] if first else final, "final": final,
@@ -87,7 +87,7 @@ def worker(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=800, help="input short side in px (4:3 image)")
-    parser.add_argument("--items", default="detect,cams,ig,mc", help=f"comma-separated: {','.join(ITEMS)}")
+    parser.add_argument("--items", default=",".join(ITEMS), help=f"comma-separated: {','.join(ITEMS)}")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--ig-steps", type=int, default=None, help="IG steps (default: the declared default)")
     parser.add_argument("--ig-resolution", type=int, default=None, help="IG short side px (default: declared)")
