@@ -37,8 +37,10 @@ STEPS = 20
 RESOLUTION = 480
 IOU = 0.5
 BASELINES = ("blur", "mean", "black")
-# scoring batches: 32 images of 128 px ran fastest per image on CPU (bench/compare.py); fewer for large inputs
-BATCH, BATCH_PIXELS = 32, 4_000_000
+# scoring batches: 32 images of 128 px ran fastest per image on CPU (bench/compare.py); fewer for large
+# inputs: two maps' curves of DETR-R50 at 480 x 640 took 30 s and peaked at 1.2 GiB RSS with 1 M pixels
+# a batch, 39 s and 2.1 GiB with 4 M
+BATCH, BATCH_PIXELS = 32, 1_000_000
 
 
 def resize_map(heatmap, height: int, width: int) -> torch.Tensor:
