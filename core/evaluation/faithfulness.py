@@ -103,7 +103,7 @@ def perturbation_curves_many(image: torch.Tensor, baseline: torch.Tensor, heatma
     scores, ready = [], {}
     for start in range(0, len(jobs), batch_size):
         batch = torch.stack([make(*job) for job in jobs[start:start + batch_size]])
-        with torch.no_grad():
+        with torch.inference_mode():
             scores.append(np.asarray(torch.as_tensor(score_fn(batch)).float().cpu()))
         if progress:
             progress(min(start + batch_size, len(jobs)), len(jobs))
@@ -191,7 +191,7 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
     image_size = image_size or tuple(pixel_values.shape[-1:-3:-1])  # (width, height) of the model input
     pixel_values = resize(pixel_values, RESOLUTION)
     H, W = pixel_values.shape[-2:]
-    with torch.no_grad():
+    with torch.inference_mode():
         out = loaded.model(pixel_values=pixel_values)
     class_index = predicted_class(out.logits, query, loaded)
     box = _xyxy(out.pred_boxes[0, query].float().cpu().numpy())
