@@ -72,11 +72,11 @@ def worker(args) -> dict:
     elif args.worker == "compare":
         from core.evaluation.compare import compare, default_methods
 
-        from core.evaluation.faithfulness import RESOLUTION, STEPS
+        from core.evaluation.faithfulness import STEPS
         methods = default_methods(ig)
         compare(loaded, pixels, query, methods, image_size=image.size, progress=Reporter(partial=mark))
         note = ("default methods" + (f", IG {ig}" if ig else "") +
-                f"; curves {STEPS} steps at <= {RESOLUTION} px; first panel: the joint pass's maps")
+                f"; curves {STEPS} steps; first panel: the joint pass's maps")
     final = time.perf_counter() - start
     peak = _kib("VmHWM") if exact else None
     return {"forward": forward, "first": first[0] if first else final, "final": final,

@@ -171,9 +171,9 @@ def test_ig_settings_come_from_the_card_only_where_chosen():
     chosen = _in_context("ig-baseline", cb.remember_ig_choice, "black", 100, 8, None, chosen)
     assert chosen == ["baseline", "steps"]
     assert cb.ig_params(None, "black", 4, 100, 64) == {"baseline": "blur", "steps": 32, "sigma": 8.0,
-                                                       "resolution": 480}
+                                                       "resolution": None}
     assert cb.ig_params(chosen, "black", 4, 100, 64) == {"baseline": "black", "steps": 100, "sigma": 8.0,
-                                                         "resolution": 480}
+                                                         "resolution": None}
 
 
 def through_browser(data):
@@ -199,7 +199,7 @@ def test_callbacks_compute_draw_and_export(served, rgb_image, monkeypatch):
     cells, rows, style, info = cb.draw_comparison(ref, "minmax", 3, image, dets)
     n = len(METHODS)
     assert len(cells) == n and len(rows) == n and style["display"] == "block"
-    h, w = service.model().pixel_values(rgb_image).shape[-2:]  # below the curves' resolution cap: as it is
+    h, w = service.model().pixel_values(rgb_image).shape[-2:]  # the model's input: no cap by default
     assert f"Deletion / insertion: 20 steps at {w}x{h} px." in str(info)
     assert [r["rank"] for r in rows] == list(range(1, n + 1)) and {r["method"] for r in rows} == set(cb.LABELS.values())
     result = service.cached_comparison(key, 3, ref["methods"], ref["gt_box"])
