@@ -71,7 +71,6 @@ def worker(args) -> dict:
         note = f"T={args.samples}, histograms redrawn after each chunk of samples"
     elif args.worker == "compare":
         from core.evaluation.compare import compare, default_methods
-
         from core.evaluation.faithfulness import STEPS
         methods = default_methods(ig)
         compare(loaded, pixels, query, methods, image_size=image.size, progress=Reporter(partial=mark))
