@@ -1,11 +1,13 @@
-"""What capping the faithfulness curves' resolution (core.evaluation.faithfulness.RESOLUTION) changes
-on DETR-R50's architecture (random weights): the scores of one map at the cap against the model's full
-input, and the time ratio.
+"""What capping the faithfulness curves' resolution (core.evaluation.faithfulness.RESOLUTION) changes:
+the scores of one map at the cap against the model's full input, and the time ratio. On DETR-R50's
+architecture (random weights, --size px), or on a trained model directory with its own scenes
+(e.g. the v2 demo stage: --model models/demo-detr-v2-stage1 --scene-version 2 --cap 154).
 
-    .venv/bin/python -m bench.curve_resolution [--size 800] [--images 3] [--cap 480]
+    .venv/bin/python -m bench.curve_resolution [--model r50|DIR] [--size 800] [--images 3] [--cap 480]
+        [--scene-version N]
 
-The map is the default Grad-CAM variant's of each image's most confident query. (On the demo model,
-whose input is 128 px, the cap changes nothing.)
+The map is the default Grad-CAM variant's of each image's most confident query. (On the bundled
+demo model, whose input is 128 px, a cap above that changes nothing.)
 """
 from __future__ import annotations
 
@@ -23,17 +25,26 @@ from bench.r50 import at_size, r50_random, scene  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=800)
+    parser.add_argument("--model", default="r50", help="r50 (random weights) or a model directory")
+    parser.add_argument("--scene-version", type=int, default=1, help="demo scenes for a model directory")
+    parser.add_argument("--size", type=int, default=800, help="R50 input short side in px")
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--cap", type=int, default=480)
     args = parser.parse_args()
     import core.evaluation.faithfulness as fm
     from core.methods.gradcam import DEFAULT_VARIANT
     from core.methods.registry import METHODS
-    loaded = at_size(r50_random(), args.size)
+    if args.model == "r50":
+        loaded = at_size(r50_random(), args.size)
+        images = [scene(args.size, seed) for seed in range(args.images)]
+    else:
+        from core.demo.scenes import make_scene
+        from core.models.loading import load_model
+        loaded = load_model(args.model, "cpu")
+        images = [make_scene(1_000_000 + k, version=args.scene_version)[0] for k in range(args.images)]
     rows = []
-    for seed in range(args.images):
-        pixels = loaded.pixel_values(scene(args.size, seed))
+    for seed, image in enumerate(images):
+        pixels = loaded.pixel_values(image)
         with torch.inference_mode():
             query = int(loaded.model(pixel_values=pixels).logits[0].softmax(-1)[:, :-1].max(-1).values.argmax())
         cam = METHODS["gradcam"].compute(loaded, pixels, query, METHODS["gradcam"].defaults)[DEFAULT_VARIANT].heatmap
@@ -50,8 +61,9 @@ def main() -> None:
               f"pointing game {full['pointing_game']:.3f} -> {capped['pointing_game']:.3f}, "
               f"{t_full:.1f} s -> {t_cap:.1f} s", flush=True)
     r = np.array(rows)
-    print(f"R50 at {args.size} px, curves capped at {args.cap} px, {args.images} images: max |change| of deletion AUC "
-          f"{r[:, 0].max():.3f}, insertion AUC {r[:, 1].max():.3f}, pointing game {r[:, 2].max():.3f}; "
+    print(f"{loaded.name}, input {list(pixels.shape[-2:])}, curves capped at {args.cap} px, {len(images)} images: "
+          f"|change| of deletion AUC median {np.median(r[:, 0]):.3f} max {r[:, 0].max():.3f}, insertion AUC median "
+          f"{np.median(r[:, 1]):.3f} max {r[:, 1].max():.3f}, pointing game max {r[:, 2].max():.3f}; "
           f"time {np.median(r[:, 3]):.2f}x of full resolution")
 
 

@@ -19,7 +19,7 @@ from core.methods.registry import METHODS as REGISTRY
 
 IG_FIELDS = {ids.param_id("ig", name): name for name in IG_DEFAULTS}
 LABELS = {name: REGISTRY[name].label for name in METHODS}
-REQUEST = ("image_id", "query", "methods", "gt_box")  # what a comparison job was asked
+REQUEST = ("image_id", "query", "methods", "gt_box", "run")  # what a comparison job was asked
 
 
 def remember_ig_choice(*args):
@@ -58,7 +58,7 @@ JOB_STATES = [State(ids.PICKER, "value"), State(ids.IMAGE_STORE, "data"), State(
                  *[State(ids.param_id("ig", name), "value") for name in ("baseline", "sigma", "steps", "resolution")]]
 
 
-def run_comparison(set_progress, _clicks, query, image, detections, layer, chosen, baseline, sigma, steps,
+def run_comparison(set_progress, clicks, query, image, detections, layer, chosen, baseline, sigma, steps,
                       resolution):
     """Job process: every method (cached per family) and its scores; returns a reference only.
     On generated scenes the detection is also scored against the true box of its label with best IoU."""
@@ -67,7 +67,7 @@ def run_comparison(set_progress, _clicks, query, image, detections, layer, chose
     det = _detection(detections, query)
     truth = match_truth(det["box"], det["label"], image.get("truth")) if det else None
     methods = methods_for(layer, chosen, baseline, sigma, steps, resolution)
-    ref = {"image_id": image["image_id"], "query": query, "methods": methods,
+    ref = {"image_id": image["image_id"], "query": query, "methods": methods, "run": clicks,
            "gt_box": truth["box"] if truth else None, "truth_iou": truth["iou"] if truth else None,
            "ig_chosen": sorted(chosen or [])}
 

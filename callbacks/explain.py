@@ -17,7 +17,7 @@ from core.methods.explanation import Reporter
 from core.models.detection import option_label
 
 FAMILY_LABELS = {"cam": "Grad-CAM family"}  # families of several methods; others take their method's label
-REQUEST = ("image_id", "query", "method", "family", "params")  # what an explanation job was asked
+REQUEST = ("image_id", "query", "method", "family", "params", "run")  # what an explanation job was asked
 
 
 def families(loaded=None) -> list[dict]:
@@ -57,7 +57,7 @@ def params_for(family: dict, values: dict, target) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def run_explanation(set_progress, _clicks, query, family_name, variants, values, target, image, fams, mc=None):
+def run_explanation(set_progress, clicks, query, family_name, variants, values, target, image, fams, mc=None):
     """Runs in a job process; hands back only a reference: the maps stay in the server-side cache.
     Out-of-range or forged values are refused by the service's validation before any model run."""
     family = next((f for f in fams if f["family"] == family_name), None)
@@ -66,7 +66,8 @@ def run_explanation(set_progress, _clicks, query, family_name, variants, values,
     names = [name for name, _, _ in family["methods"]]
     name = variants.get(family_name) if variants.get(family_name) in names else family["default"]
     params = params_for(family, values, target if family["target"] else None)
-    ref = {"image_id": image["image_id"], "query": query, "method": name, "family": family_name, "params": params}
+    ref = {"image_id": image["image_id"], "query": query, "method": name, "family": family_name, "params": params,
+           "run": clicks}
 
     job = early.Job(set_progress, ref, "explain")  # early maps (Integrated Gradients at 9, 17, ... steps)
     progress = job.progress(lambda done, total: f"{done}/{total}")

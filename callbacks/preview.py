@@ -25,11 +25,12 @@ SHOW_NEW = """function(preview, shown) {
     return (preview && (!shown || preview.preview !== shown.preview)) ? preview : window.dash_clientside.no_update;
 }"""
 KEEP = {"no_update": True}  # an output the drawing leaves as it is (dash's no_update is not JSON)
-# a drawing reaches the page unless the final result of the same request is already there
+# a drawing reaches the page unless the final result (or error) of the same run is already there: a
+# reference first seen in the poll that brings a job's end must not cover it. Requests carry "run"
+# (the button's n_clicks): the same for an error answered for that job, new for a retry.
 SHOW_UNLESS_FINAL = """function(view, result) {
     const keep = window.dash_clientside.no_update, keys = %s, n = %d;
-    if (!view || (result && !result.error
-                  && keys.every(k => JSON.stringify(result[k]) === JSON.stringify(view.request[k])))) {
+    if (!view || (result && keys.every(k => JSON.stringify(result[k]) === JSON.stringify(view.request[k])))) {
         return Array(n).fill(keep);
     }
     return view.outputs.map(v => (v && v.no_update === true && Object.keys(v).length === 1) ? keep : v);
@@ -71,9 +72,9 @@ def job_options_with_preview(button: str, cancel: str, progress: str, preview: s
 
 def early_result(preview, image, result, request: tuple[str, ...]):
     """The cached early result behind a reference; None if there is none, it is of another image,
-    or the job's final result for the same request (the `request` keys of the reference) is there."""
+    or the job's final result or error for the same run (the `request` keys of the reference) is there."""
     if (not preview or not image or preview["image_id"] != image["image_id"]
-            or (result and not result.get("error") and all(result.get(k) == preview.get(k) for k in request))):
+            or (result and all(result.get(k) == preview.get(k) for k in request))):
         return None
     return cache.store().get(preview["preview"])
 

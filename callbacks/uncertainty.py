@@ -18,7 +18,7 @@ from core.models.mc_dropout import above_threshold_fraction
 
 STAT_KEYS = ("score_mean", "score_std", "entropy", "mutual_information", "variation_ratio", "label_counts",
              "box_mean", "box_std")
-REQUEST = ("image_id", "samples", "dropout", "seed")  # what an MC-Dropout job was asked
+REQUEST = ("image_id", "samples", "dropout", "seed", "run")  # what an MC-Dropout job was asked
 
 
 def show_dropout_note(p, trained):
@@ -32,12 +32,12 @@ def reference(image: dict, samples, p, seed) -> dict:
     return {"image_id": image["image_id"], **values}
 
 
-def run_uncertainty(set_progress, _clicks, samples, p, seed, image):
+def run_uncertainty(set_progress, clicks, samples, p, seed, image):
     """Job process: T dropout passes of every query slot (cached); returns a reference only."""
     if not image:
         return no_update
     try:
-        ref = reference(image, samples, p, seed)
+        ref = {**reference(image, samples, p, seed), "run": clicks}
     except P.ParamError as err:  # refused before any job starts
         return {"image_id": image["image_id"], "error": str(err)}
 

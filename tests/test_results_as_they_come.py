@@ -202,3 +202,18 @@ def test_uncertainty_final_result_is_the_one_without_early_results(served, tiny,
     streamed = service.cached_uncertainty(ref["model"], served["key"], 10, 0.5, 3)
     plain = mc_dropout(tiny, tiny.pixel_values(rgb_image), rgb_image.size, samples=10, p=0.5, seed=3, chunk=4)
     assert_same({k: v for k, v in streamed.items() if k != "model"}, plain)
+
+
+def test_an_early_result_never_covers_its_own_runs_end_error_included():
+    """A reference first seen in the poll that ends the job (a killed job's error is answered with the
+    same request and run) draws nothing; a retry (a new run) shows its own early results."""
+    from callbacks import explain, preview as early
+    ref = {"image_id": "img", "query": 1, "method": "ig", "family": "ig", "params": {"steps": 32}, "run": 3}
+    job = early.Job(lambda _: None, ref, "explain")
+    job.publish({"map": 1}, 5)
+    image = {"image_id": "img"}
+    assert early.early_result(job.preview, image, None, explain.REQUEST) == {"map": 1}
+    for end in ({**ref, "info": {}}, {**ref, "error": "The explanation failed: the job process stopped."}):
+        assert early.early_result(job.preview, image, end, explain.REQUEST) is None
+    retry = {**job.preview, "run": 4}  # the next click's early result while the old error is still shown
+    assert early.early_result(retry, image, {**ref, "error": "failed"}, explain.REQUEST) == {"map": 1}

@@ -61,7 +61,7 @@ def no_model(monkeypatch):
 def test_run_reports_progress_and_returns_a_small_reference(served, tiny):
     ref = served["ref"]
     assert ref == {"image_id": served["store"]["image_id"], "samples": T, "dropout": 0.5, "seed": 3,
-                   "model": tiny.name}
+                   "model": tiny.name, "run": 1}  # run: the button's n_clicks (callbacks/preview.py)
     # every tick: bar value, max, label and the latest samples-so-far reference (callbacks/preview.py)
     assert served["progress"][0] == (0, 1, "starting", None)
     assert served["progress"][-1][:3] == (T, T, f"{T}/{T} samples")
@@ -75,7 +75,7 @@ def test_cached_per_model_image_samples_rate_seed_and_backbone_reused(served, mo
     import core.models.mc_dropout
     key = served["store"]["image_id"]
     calls = service.model_calls()
-    assert cb.run_uncertainty(lambda _: None, 2, T, 0.5, 3, served["store"]) == served["ref"]
+    assert cb.run_uncertainty(lambda _: None, 2, T, 0.5, 3, served["store"]) == {**served["ref"], "run": 2}
     assert service.model_calls() == calls  # same run: from the cache
     ran = []
     real = core.models.mc_dropout.backbone_features

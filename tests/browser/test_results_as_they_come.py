@@ -122,12 +122,14 @@ def test_an_early_drawing_never_covers_the_final_result(dash_duo, dashboard):
     from callbacks.preview import KEEP, SHOW_UNLESS_FINAL
     dash_duo.start_server(dashboard)
     dash_duo.wait_for_element("#upload", timeout=TIMEOUT)
-    gate = SHOW_UNLESS_FINAL % (json_.dumps(["image_id", "samples"]), 3)
-    view = {"request": {"image_id": "a", "samples": 30}, "outputs": [{"data": []}, KEEP, "So far 8 of 30 samples"]}
+    gate = SHOW_UNLESS_FINAL % (json_.dumps(["image_id", "samples", "run"]), 3)
+    view = {"request": {"image_id": "a", "samples": 30, "run": 1},
+            "outputs": [{"data": []}, KEEP, "So far 8 of 30 samples"]}
     run = ("const f = new Function('return ' + arguments[0])(); const keep = window.dash_clientside.no_update;"
            "return f(arguments[1], arguments[2]).map(v => v === keep ? 'KEEP' : v);")
-    final = {"image_id": "a", "samples": 30, "model": "demo"}
-    assert dash_duo.driver.execute_script(run, gate, view, final) == ["KEEP"] * 3
-    for result in (None, {**final, "samples": 10}, {**final, "error": "stopped"}, {**final, "image_id": "b"}):
+    final = {"image_id": "a", "samples": 30, "model": "demo", "run": 1}
+    for end in (final, {**final, "error": "stopped"}):  # the run's end, its error included (a killed job)
+        assert dash_duo.driver.execute_script(run, gate, view, end) == ["KEEP"] * 3, end
+    for result in (None, {**final, "samples": 10}, {**final, "error": "stopped", "run": 0}, {**final, "image_id": "b"}):
         assert dash_duo.driver.execute_script(run, gate, view, result) == [{"data": []}, "KEEP",
                                                                            "So far 8 of 30 samples"], result
