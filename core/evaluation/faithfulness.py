@@ -31,7 +31,7 @@ from core.models.detection import scores
 
 STEPS = 20
 # The curves' forwards may run at most at this short side (px; None: the model's input as it is). No
-# cap by default: at 0.6x the input's size a trained 256 px model's deletion AUC moved by 0.63 (median
+# cap by default: at 0.6x the input's size a trained 256 px model's deletion AUC moved by 0.55 (median
 # of 12 scenes) and its pointing game by up to 0.31 (README "Real model on a 2-core CPU").
 RESOLUTION = None
 IOU = 0.5

@@ -41,7 +41,7 @@ PARAMS = (
             label="Blur sigma (px)", min=0.5, max=64.0),
     P.SEED,
     # no cap by default: IG at 0.6x the input's size ranked pixels unlike the full map (rank correlation
-    # 0.08 per pixel, 0.26 per 16 x 16 cell, trained 256 px model; README "Real model on a 2-core CPU")
+    # 0.10 per pixel, 0.29 per 16 x 16 cell, trained 256 px model; README "Real model on a 2-core CPU")
     P.Param("resolution", "int", None, "Largest short side (px) at which IG runs: a bigger model input is scaled "
             "down to it (cost grows with pixels), a smaller one runs as it is; empty: the model's own input size.",
             label="IG input size (max short side, px)", min=32, max=1333, optional=True),
