@@ -28,6 +28,7 @@ from core.models.detection import postprocess
 from core.images import normalize
 from core.evaluation.metrics import COCO_IOUS, duplicates_and_false_positives, mean_average_precision
 from core.demo.scenes import CLASSES, SCENE_SIZES, SCENE_VERSION, make_scene
+from core.params import THRESHOLD
 
 HELD_OUT_SEED = 1_000_000  # evaluation seeds start here; training never reaches them
 
@@ -99,7 +100,7 @@ def scene_batch(seeds, device, version: int = SCENE_VERSION) -> tuple[torch.Tens
 
 @torch.no_grad()
 def evaluate(model, count: int, seed: int, device, batch: int = 50, version: int = SCENE_VERSION,
-             threshold: float = 0.7) -> dict:
+             threshold: float = THRESHOLD.default) -> dict:
     """mAP@0.5 and mAP@[.5:.95] over `count` scenes starting at `seed` (every query kept), and the
     duplicates and false positives at `threshold` in % of true objects."""
     model.eval()
