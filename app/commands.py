@@ -99,7 +99,7 @@ def cmd_train_demo(args) -> int:
     result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
                    device=args.device, resume=Path(args.resume) if args.resume else None,
                    first_seed=args.first_seed, scene_version=args.scene_version,
-                   log=lambda line: print(line, flush=True))
+                   eos_coefficient=args.eos_coefficient, log=lambda line: print(line, flush=True))
     print(json.dumps(result))
     return EXIT_OK
 
@@ -354,6 +354,8 @@ def add_all(sub) -> None:
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first training scene")
     p.add_argument("--scene-version", type=int, choices=sorted(SCENE_SIZES), default=SCENE_VERSION,
                    help="train on these scenes at their size (default: %(default)s)")
+    p.add_argument("--eos-coefficient", type=float, default=None,
+                   help="weight of the no-object class in the loss (default: the model's; DETR's 0.1 for new models)")
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("explain", help="explain one detection with one method")

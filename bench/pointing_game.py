@@ -39,7 +39,7 @@ def all_maps(loaded, pixels, query: int, layers: list[str]) -> dict[str, dict[st
         outputs, captured, grid = forward_and_capture(loaded.model, pixels, layers)
         cls = predicted_class(outputs.logits, query, loaded)
         scores = torch.stack([target_score(outputs, query, t, cls)[0] for t in TARGETS])
-        grads = target_gradients(scores, [captured[n] for n in layers])
+        grads = target_gradients(scores, [captured[n] for n in layers], batched=True)
     result = {}
     for name, g in zip(layers, grads):
         a = as_map(captured[name][0].detach(), grid)

@@ -46,3 +46,20 @@ def test_evaluate_demo_json_reports_every_goal_of_issue_18(v2_model, capsys):
 def test_evaluate_demo_refuses_a_threshold_out_of_range(capsys):
     assert main(["evaluate-demo", "--scenes", "1", "--threshold", "1.5"]) == 2
     assert "threshold must be 0..1" in capsys.readouterr().err.lower()
+
+
+def test_train_demo_sets_the_no_object_weight_the_loss_reads(tmp_path, capsys):
+    from transformers import DetrForObjectDetection
+    from core.demo.train import scene_batch
+    out = tmp_path / "eos"
+    assert main(["train-demo", "--out", str(out), "--resume", str(DEMO_DIR), "--steps", "1", "--batch", "2",
+                 "--eval-every", "1", "--device", "cpu", "--eos-coefficient", "1.0"]) == 0
+    assert "no-object weight 1.0" in capsys.readouterr().out
+    model = DetrForObjectDetection.from_pretrained(out).eval()
+    assert model.config.eos_coefficient == 1.0
+    pixels, labels = scene_batch(range(2), "cpu")
+    with torch.no_grad():
+        at_one = float(model(pixel_values=pixels, labels=labels).loss_dict["loss_ce"])
+        model.config.eos_coefficient = 0.1  # the loss takes the weight from the config at each call
+        at_tenth = float(model(pixel_values=pixels, labels=labels).loss_dict["loss_ce"])
+    assert at_one != pytest.approx(at_tenth, rel=1e-3)

@@ -11,9 +11,8 @@ in [0, 1] with far smaller gradients, so without it the class map would decide a
 location and the box evidence (the object's extent) would vanish. After it every target's
 strongest location counts as 1, and the combined map is in [0, 1].
 
-One forward; the five gradients come from one batched backward (`torch.autograd.grad` with
-`is_grads_batched=True`) or five backwards over a retained graph: BATCHED says which measured faster
-(bench/pointing_game.py --odam-timing).
+One forward; the five gradients come from five backwards over a retained graph, or from one batched
+backward (`torch.autograd.grad` with `is_grads_batched=True`): BATCHED says which is the default.
 """
 from __future__ import annotations
 
@@ -28,7 +27,11 @@ PARAMS = (P.LAYER,)
 # measured (bench/pointing_game.py): ODAM's maximum in the detection's box for 0.760 of 1133
 # detections at the output of the stage 3 back from the last (demo: stage 1), 0.081 at the input projection
 DEFAULT_LAYER = ("output", -3)
-BATCHED = True
+# five backwards: as fast or faster from 256 px up (median 50 vs 60 ms at 256 px, bench/pointing_game.py
+# --odam-timing; DETR-R50 at 800 px 8.3 vs 11.0 s on 2 cores) with a lower peak (R50 800 px: the batched
+# backward holds five gradients of every layer at once, +50 to +350 MiB); batched wins only on the
+# 128 px demo (46 vs 57 ms)
+BATCHED = False
 
 
 def target_maps(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
