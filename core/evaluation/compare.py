@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from core.memory import release_free_memory
 from core.methods.explanation import Progress, Reporter, partial_of
 from core.evaluation.faithfulness import STEPS, faithfulness_many
 from core.evaluation.metrics import box_iou
@@ -96,6 +97,7 @@ def explain_all(loaded, pixel_values, query: int, methods: dict[str, dict], prog
                 done[key[name]] = REGISTRY[name].compute(loaded, pixel_values, query, full[name], sub)
             out[name] = done[key[name]][name]
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+        release_free_memory()  # one method's freed heap before the next method, or the curves (core/memory.py)
         if sub:
             sub(1, 1)  # a cached or shared map reports nothing itself
         if partial:

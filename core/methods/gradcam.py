@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import torch
 
 from core import params as P
+from core.memory import release_free_memory
 from core.methods.explanation import Explanation, Progress
 from core.models import backbone
 from core.methods.targets import TARGETS, predicted_class, target_score
@@ -210,6 +211,7 @@ def compute_cams(loaded, pixel_values: torch.Tensor, query: int, params: dict,
         class_index = predicted_class(outputs.logits, query, loaded)
         score = target_score(outputs, query, target, class_index)[0]
         gradients = torch.autograd.grad(score, [captured[n] for n in layers])
+    release_free_memory()  # the backward's freed heap, before the maps' large float64 copies (core/memory.py)
     if progress:
         progress(2, 2)
     return cam_explanations(model, captured, dict(zip(layers, gradients)), grid, layer_of,

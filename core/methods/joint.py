@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from core.memory import release_free_memory
 from core.methods.attention import attention_explanation, attention_maps
 from core.methods.explanation import Explanation, Progress
 from core.methods.gradcam import cam_explanations, forward_and_capture, resolve_layers
@@ -39,6 +40,7 @@ def compute_joint(loaded, pixel_values: torch.Tensor, query: int, cam: dict, att
         score = target_score(outputs, query, "class", class_index)[0]
         maps = attention_list(got) if relevance is not None else []
         grads = torch.autograd.grad(score, [captured[n] for n in layers] + maps, allow_unused=True)
+    release_free_memory()  # the backward's freed heap, before the maps' large float64 copies (core/memory.py)
 
     if progress:
         progress(2, 2)

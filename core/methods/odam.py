@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from core import params as P
+from core.memory import release_free_memory
 from core.methods.explanation import Explanation, Progress
 from core.methods.gradcam import as_map, forward_and_capture, layer_at, layer_choices
 from core.methods.targets import TARGETS, predicted_class, target_score
@@ -57,7 +58,10 @@ def target_gradients(scores: torch.Tensor, inputs, batched: bool = BATCHED) -> t
         except RuntimeError as err:  # an op vmap cannot batch (Deformable DETR's channels_last convolutions)
             if "vmap" not in str(err):
                 raise
-    per_score = [torch.autograd.grad(s, inputs, retain_graph=k < len(scores) - 1) for k, s in enumerate(scores)]
+    per_score = []
+    for k, s in enumerate(scores):
+        per_score.append(torch.autograd.grad(s, inputs, retain_graph=k < len(scores) - 1))
+        release_free_memory()  # this backward's freed heap, before the next one's (core/memory.py)
     return tuple(torch.stack(g) for g in zip(*per_score))
 
 
