@@ -170,7 +170,7 @@ def test_ig_settings_come_from_the_card_only_where_chosen():
     assert chosen == ["steps"]
     chosen = _in_context("ig-baseline", cb.remember_ig_choice, "black", 100, 8, None, chosen)
     assert chosen == ["baseline", "steps"]
-    assert cb.ig_params(None, "black", 4, 100, 64) == {"baseline": "blur", "steps": 32, "sigma": 8.0,
+    assert cb.ig_params(None, "black", 4, 100, 64) == {"baseline": "blur", "steps": 28, "sigma": 8.0,
                                                        "resolution": None}
     assert cb.ig_params(chosen, "black", 4, 100, 64) == {"baseline": "black", "steps": 100, "sigma": 8.0,
                                                          "resolution": None}

@@ -59,7 +59,7 @@ def test_controls_take_ranges_and_defaults_from_the_declaration():
     sigma = _find(card, ids.param_id("ig", "sigma"))
     assert (sigma.min, sigma.max, sigma.value) == (0.5, 64.0, 8.0)
     steps = _find(card, ids.IG_STEPS)
-    assert steps.value == 32 and {o["value"] for o in steps.options} >= {8, 32, 300, "auto"}
+    assert steps.value == 28 and {o["value"] for o in steps.options} >= {8, 28, 32, 300, "auto"}
     assert [o["value"] for o in _find(card, ids.CAM_LAYER).options] == ["a"]
 
 

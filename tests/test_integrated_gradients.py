@@ -227,4 +227,4 @@ def test_expected_gradients(tiny, x):
 def test_registered():
     m = METHODS["ig"]
     assert m.compute is compute_ig and m.family == "ig" and m.defaults["baseline"] == "blur"
-    assert m.defaults["steps"] == 32 and m.defaults["samples"] == 8
+    assert m.defaults["steps"] == 28 and m.defaults["samples"] == 8
