@@ -1,4 +1,4 @@
-"""Giving memory a pass has freed back to the operating system.
+"""Memory: giving back what a pass has freed, and trading time for memory where a job asks.
 
 glibc serves allocations up to 32 MiB from its heap and keeps what is freed there for reuse; larger
 ones (a float64 copy of a layer's activations at 800 px) get fresh pages of their own. So after a
@@ -10,14 +10,61 @@ mmap threshold does the same everywhere but made every forward 38% slower.)
 from __future__ import annotations
 
 import ctypes
+import threading
+from contextlib import contextmanager
+
+import torch
+from torch.utils.checkpoint import checkpoint
 
 try:  # the C library of this process; malloc_trim is glibc's (none on macOS or musl)
     _TRIM = ctypes.CDLL(None).malloc_trim
 except (OSError, AttributeError):
     _TRIM = None
+_THREAD = threading.local()  # this thread's choices: "saving", "recompute"
 
 
 def release_free_memory() -> None:
     """Return the free pages of the C heap to the OS (the next allocations take fresh pages)."""
     if _TRIM is not None:
         _TRIM(0)
+
+
+@contextmanager
+def saving_memory():
+    """Within this block, on this thread, passes that can trade time for memory do (`saving()`)."""
+    before = getattr(_THREAD, "saving", False)
+    _THREAD.saving = True
+    try:
+        yield
+    finally:
+        _THREAD.saving = before
+
+
+def saving() -> bool:
+    return getattr(_THREAD, "saving", False)
+
+
+@contextmanager
+def recomputed(modules):
+    """Within this block, on this thread, `modules` keep no activations for the backward, which runs
+    them again (torch.utils.checkpoint): the same gradients, for one more forward of them. Each gets
+    a forward of its own for the block (other threads' calls run as usual), removed after it."""
+    installed = [m for m in modules if "forward" not in vars(m)]  # another thread's block may hold one
+    for m in installed:
+        m.forward = _checkpointing(m.forward)
+    before = getattr(_THREAD, "recompute", False)
+    _THREAD.recompute = True
+    try:
+        yield
+    finally:
+        _THREAD.recompute = before
+        for m in installed:
+            del m.forward
+
+
+def _checkpointing(forward):
+    def run(*args, **kwargs):
+        if getattr(_THREAD, "recompute", False) and torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+    return run

@@ -21,3 +21,60 @@ def test_release_free_memory_returns_freed_heap_to_the_os():
     memory.release_free_memory()
     assert held - _rss_mib() > 150  # of the ~195 MiB freed
     assert last.sum() == 100 * 1024
+
+
+def _convs_run(loaded, fn) -> tuple[int, object]:
+    """How many times the first backbone stage's first conv runs during fn(), and fn's result."""
+    import torch
+    from core.models import backbone
+    conv = next(m for m in backbone.stages(loaded.model)[0][1].modules() if isinstance(m, torch.nn.Conv2d))
+    calls = []
+    handle = conv.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        result = fn()
+    finally:
+        handle.remove()
+    return len(calls), result
+
+
+def test_compare_saves_memory_by_recomputing_igs_first_stages_with_the_same_map(tiny, rgb_image):
+    from core.methods.integrated_gradients import compute_ig
+    x = tiny.pixel_values(rgb_image)
+    params = {"baseline": "black", "steps": 4, "internal_batch_size": 4}
+    plain_runs, plain = _convs_run(tiny, lambda: compute_ig(tiny, x, 1, params)["ig"].heatmap)
+    with memory.saving_memory():
+        saved_runs, saved = _convs_run(tiny, lambda: compute_ig(tiny, x, 1, params)["ig"].heatmap)
+    # two no-grad forwards (the class; F(x) and F(baseline) in one batch) and the path's one forward (4
+    # points in one chunk), which with recomputation runs again in the backward
+    assert (plain_runs, saved_runs) == (3, 4)
+    np.testing.assert_array_equal(saved, plain)
+    assert not memory.saving() and all("forward" not in vars(m) for m in tiny.model.modules())
+
+
+def test_recomputed_modules_run_as_usual_on_other_threads(tiny, rgb_image):
+    import threading
+    import torch
+    from core.models import backbone
+    stage = backbone.stages(tiny.model)[0][1]
+    x = tiny.pixel_values(rgb_image).requires_grad_(True)
+    runs = {}
+    with memory.recomputed([stage]):
+        def other():
+            runs["other"] = _convs_run(tiny, lambda: torch.autograd.grad(tiny.model(pixel_values=x).logits.sum(), x))[0]
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        runs["here"] = _convs_run(tiny, lambda: torch.autograd.grad(tiny.model(pixel_values=x).logits.sum(), x))[0]
+    assert runs == {"other": 1, "here": 2}
+
+
+def test_a_comparison_computes_its_maps_saving_memory(tiny, rgb_image):
+    from core.evaluation.compare import compare
+    from core.methods.registry import METHODS
+    x, seen = tiny.pixel_values(rgb_image), []
+
+    def explain(name, params, progress):
+        seen.append(memory.saving())
+        return METHODS[name].compute(tiny, x, 1, params, progress)[name]
+    compare(tiny, x, 1, {"attention": {}, "ig": {"baseline": "black", "steps": 2}}, steps=2, explain=explain)
+    assert seen == [True, True] and not memory.saving()

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from core.memory import release_free_memory
+from core.memory import release_free_memory, saving_memory
 from core.methods.explanation import Progress, Reporter, partial_of
 from core.evaluation.faithfulness import STEPS, faithfulness_many
 from core.evaluation.metrics import box_iou
@@ -220,8 +220,9 @@ def compare(loaded, pixel_values, query: int, methods: dict[str, dict] | None = 
         if partial is None:
             return bar
         return Reporter(bar, lambda found: partial({**head, "stage": stage, "methods": so_far(found)}))
-    explanations, t_explain = explain_all(loaded, pixel_values, query, methods,
-                                          report("maps", _span(progress, 0, 100), maps_so_far), explain)
+    with saving_memory():  # IG's backward is a comparison's peak (core.methods.integrated_gradients)
+        explanations, t_explain = explain_all(loaded, pixel_values, query, methods,
+                                              report("maps", _span(progress, 0, 100), maps_so_far), explain)
     maps = {n: e.heatmap for n, e in explanations.items()}
     scores, t_scores = score_all(loaded, pixel_values, query, maps, gt_box, image_size, steps,
                                  report("scores", _span(progress, 100, 1000), scores_so_far))
