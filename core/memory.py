@@ -30,14 +30,19 @@ def release_free_memory() -> None:
 
 
 @contextmanager
-def saving_memory():
-    """Within this block, on this thread, passes that can trade time for memory do (`saving()`)."""
-    before = getattr(_THREAD, "saving", False)
-    _THREAD.saving = True
+def _on(flag: str):
+    """This thread's `flag` is true within the block."""
+    before = getattr(_THREAD, flag, False)
+    setattr(_THREAD, flag, True)
     try:
         yield
     finally:
-        _THREAD.saving = before
+        setattr(_THREAD, flag, before)
+
+
+def saving_memory():
+    """Within this block, on this thread, passes that can trade time for memory do (`saving()`)."""
+    return _on("saving")
 
 
 def saving() -> bool:
@@ -52,12 +57,10 @@ def recomputed(modules):
     installed = [m for m in modules if "forward" not in vars(m)]  # another thread's block may hold one
     for m in installed:
         m.forward = _checkpointing(m.forward)
-    before = getattr(_THREAD, "recompute", False)
-    _THREAD.recompute = True
     try:
-        yield
+        with _on("recompute"):
+            yield
     finally:
-        _THREAD.recompute = before
         for m in installed:
             del m.forward
 
