@@ -94,6 +94,9 @@ def cmd_scenes(args) -> int:
 def cmd_train_demo(args) -> int:
     import torch
     from core.demo.train import train
+    if args.eos_coefficient is not None and not 0 < args.eos_coefficient <= 1:
+        print("error: --eos-coefficient must be in (0, 1]", file=sys.stderr)
+        return EXIT_USAGE
     if args.threads:
         torch.set_num_threads(args.threads)
     result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
@@ -355,7 +358,7 @@ def add_all(sub) -> None:
     p.add_argument("--scene-version", type=int, choices=sorted(SCENE_SIZES), default=SCENE_VERSION,
                    help="train on these scenes at their size (default: %(default)s)")
     p.add_argument("--eos-coefficient", type=float, default=None,
-                   help="weight of the no-object class in the loss (default: the model's; DETR's 0.1 for new models)")
+                   help="weight of the no-object class in the loss, in (0, 1] (default: the model's; DETR's 0.1 for new models)")
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("explain", help="explain one detection with one method")

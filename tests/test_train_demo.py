@@ -63,3 +63,10 @@ def test_train_demo_sets_the_no_object_weight_the_loss_reads(tmp_path, capsys):
         model.config.eos_coefficient = 0.1  # the loss takes the weight from the config at each call
         at_tenth = float(model(pixel_values=pixels, labels=labels).loss_dict["loss_ce"])
     assert at_one != pytest.approx(at_tenth, rel=1e-3)
+
+
+@pytest.mark.parametrize("weight", ["0", "-0.5", "1.5", "nan"])
+def test_train_demo_refuses_a_no_object_weight_out_of_range(weight, tmp_path, capsys):
+    assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--eos-coefficient", weight]) == 2
+    assert "--eos-coefficient must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # refused before any work
