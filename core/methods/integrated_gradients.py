@@ -64,8 +64,8 @@ AUTO_TOLERANCE = 0.05
 # slower (4 images; 1 at 800 x 1066), bench/cpu_r50.py on 2 cores. The 128 px demo still runs
 # 54 steps at once, where batching is ~5x faster than one step at a time.
 PIXELS_PER_CHUNK = 900_000
-# where a job saves memory: DETR-R50 at 800 px, IG's peak RSS 2227 MiB with no stage recomputed, 2010 with
-# one, 1868 with two (1820-2215 over repeated runs: glibc), for 9% / 14% more time on 2 cores; the same map
+# where a job saves memory: DETR-R50 at 800 px, IG's live memory 1621 MiB with no stage recomputed, 1284
+# with two, for 14% more time on 2 cores; the same map (bench/memory.py; RSS peaks vary more than that)
 RECOMPUTED_STAGES = 2
 # GradientShap draws with numpy's global generator: seeding it is only reproducible if two
 # "expected" computations do not interleave.
