@@ -28,7 +28,7 @@ from bench.timing import in_fresh_process  # noqa: E402
 
 RUNS = {"gradcam:trim": "Grad-CAM family, freed heap given back", "gradcam:keep": "Grad-CAM family, heap kept",
         "odam:trim": "ODAM, freed heap given back", "odam:keep": "ODAM, heap kept",
-        "ig:0": "IG, no stage recomputed", "ig:1": "IG, 1 stage recomputed", "ig:2": "IG, 2 stages recomputed"}
+        "ig:0": "IG, no stage recomputed", "ig:1": "IG, 1 stage recomputed", "ig:2": "IG, 2 stages recomputed", "ig:3": "IG, 3 stages recomputed"}
 
 
 def worker(args) -> dict:
