@@ -5,7 +5,7 @@ start; the model and one warm-up forward already loaded).
     .venv/bin/python -m bench.memory [--size 800] [--ig-steps 4]
 
 Rows: Grad-CAM family and ODAM with and without giving freed heap back after each backward
-(release_free_memory); IG with 0, 1 and 2 backbone stages recomputed in its backward (Compare's
+(release_free_memory); IG with 0 to 3 backbone stages recomputed in its backward (Compare's
 saving_memory), with the time ratio to none. Peaks vary between identical runs by up to a few
 hundred MiB (glibc's heap reuse): run it more than once.
 """
@@ -28,7 +28,8 @@ from bench.timing import in_fresh_process  # noqa: E402
 
 RUNS = {"gradcam:trim": "Grad-CAM family, freed heap given back", "gradcam:keep": "Grad-CAM family, heap kept",
         "odam:trim": "ODAM, freed heap given back", "odam:keep": "ODAM, heap kept",
-        "ig:0": "IG, no stage recomputed", "ig:1": "IG, 1 stage recomputed", "ig:2": "IG, 2 stages recomputed", "ig:3": "IG, 3 stages recomputed"}
+        "ig:0": "IG, no stage recomputed", "ig:1": "IG, 1 stage recomputed", "ig:2": "IG, 2 stages recomputed",
+        "ig:3": "IG, 3 stages recomputed"}
 
 
 def worker(args) -> dict:
