@@ -12,6 +12,9 @@ the web process under `cache.only_cached` (never the model: a cache miss raises 
   answered "wait for your running job" (the same way) and starts nothing;
 - a job on one machine stops at Settings.job_time_limit as Celery's do (soft: the callback's error;
   hard: its process ends);
+- a poll reads the result, then asks whether the job runs; a job that writes its result and ends
+  between the two is still running for that poll (else dash would end the poll loop with no update
+  and the result would never reach the page), and the next poll gets the result;
 - what the job store holds is JSON (no pickles: whoever can write to it must not run code here);
   a job's uncaught exception is logged with an error id and the person gets only the id.
 The contract this rests on: a background callback does its heavy work through core.service,
@@ -78,6 +81,7 @@ class _Watched:
     def __init__(self, *args, settings, **kwargs):
         self.settings = settings
         self._local: OrderedDict = OrderedDict()  # recent calls and answers, for when the store is unreachable
+        self._poll = threading.local()  # the job this thread's poll found running without a result
         super().__init__(*args, **kwargs)
 
     def call_job_fn(self, key, job_fn, args, context):
@@ -152,6 +156,7 @@ class _Watched:
     # --- polls ---
 
     def get_result(self, key, job):
+        self._poll.running = None
         if job == FAILED:  # answered by the web process that failed to start it (if this is the one)
             return self._local.pop(("answer", key), self.UNDEFINED)
         if job is None or job == CACHED:
@@ -163,6 +168,7 @@ class _Watched:
             call = self._call(key)
             reason = self._lost(key, job, call)
             if reason is None:
+                self._poll.running = job
                 return result
             result = super().get_result(key, job)  # it may have finished in the meantime
             if result is not self.UNDEFINED:
@@ -180,8 +186,11 @@ class _Watched:
         return self._run_here(call, None, reason)
 
     def job_running(self, job):
+        if getattr(self._poll, "running", None) == job:  # asked by the poll whose get_result saw it run
+            self._poll.running = None
+            return True
         try:
-            return (job not in (CACHED, FAILED) and super().job_running(job)
+            return (job not in (CACHED, FAILED) and self._alive(job)
                     and self._get(STOPPED + str(job)) is None)
         except _UNREACHABLE:
             return False
@@ -291,6 +300,13 @@ class WatchedDiskcacheManager(_Watched, DiskcacheManager):
                 log.info("job %s (pid %d) ended after %.2f s", name, os.getpid(), time.monotonic() - start)
         return limited
 
+    def _alive(self, job):
+        import psutil
+        try:
+            return DiskcacheManager.job_running(self, job)
+        except psutil.NoSuchProcess:  # it ended (and was reaped) between dash's two psutil calls
+            return False
+
     def _put(self, k, value, seconds):
         self.handle.set(k, value, expire=seconds)
 
@@ -308,10 +324,10 @@ class WatchedDiskcacheManager(_Watched, DiskcacheManager):
     def _lost(self, key, job, call):
         limit = self.settings.job_time_limit
         if call is not None and time.time() - call[3] > limit + 5:  # its own timer did not end it
-            if DiskcacheManager.job_running(self, job):
+            if self._alive(job):
                 DiskcacheManager.terminate_job(self, job)
             return f"the job ran longer than its time limit ({limit} s) and was stopped"
-        if DiskcacheManager.job_running(self, job):
+        if self._alive(job):
             return None
         if call is not None and time.time() - call[3] >= limit:
             return f"the job ran longer than its time limit ({limit} s) and was stopped"
@@ -321,6 +337,9 @@ class WatchedDiskcacheManager(_Watched, DiskcacheManager):
 class WatchedCeleryManager(_Watched, CeleryManager):
     """Celery workers write a heartbeat while a job runs (app/celery_app.py); a job is lost when the
     worker reports it failed, its heartbeat goes stale, or no worker takes it in time."""
+
+    def _alive(self, job):
+        return CeleryManager.job_running(self, job)
 
     def _put(self, k, value, seconds):
         self.handle.backend.client.set(k, value, ex=seconds)

@@ -161,3 +161,33 @@ def test_the_job_store_refuses_pickles(jobs, tmp_path):
     assert not marker.exists()
     jobs.handle.set("plain", {"a": [1, 2]})
     assert jobs.handle.get("plain") == {"a": [1, 2]}
+
+
+def test_a_job_that_ends_between_the_two_reads_of_a_poll_still_delivers_its_result(jobs):
+    """A poll reads the result, then asks whether the job runs (dash's _handle_rest_background_callback):
+    'not running and no result' ends the poll loop with no update. A job that writes its result and
+    exits between the two reads (seen under CPU load in the browser tests) must not be taken for a
+    cancelled one: that poll keeps the loop going and the next one gets the result."""
+    key, job = jobs.start("work", 0.3, "race")
+    assert jobs.get_result(key, job) is jobs.UNDEFINED  # still running
+    end = time.monotonic() + WAIT
+    while background.DiskcacheManager.job_running(jobs, job) and time.monotonic() < end:
+        time.sleep(0.02)  # it writes its result and exits
+    assert jobs.job_running(job)  # the same poll: the loop goes on
+    assert jobs.get_result(key, job) == {"result": "race"}  # the next poll
+    assert not jobs.job_running(job)
+
+
+def test_a_job_process_reaped_during_the_check_is_not_running(jobs, monkeypatch):
+    """dash checks pid_exists, then reads the status: a job reaped in between raises NoSuchProcess,
+    which must read as 'not running', not fail the poll."""
+    import psutil
+    key, job = jobs.start("work", 0.2, "reaped")
+    assert jobs.result(key, job) == {"result": "reaped"}
+
+    def gone(pid):
+        raise psutil.NoSuchProcess(pid)
+    with monkeypatch.context() as patch:
+        patch.setattr(psutil, "pid_exists", lambda pid: True)
+        patch.setattr(psutil, "Process", gone)
+        assert not jobs.job_running(job)
