@@ -97,12 +97,16 @@ def cmd_train_demo(args) -> int:
     if args.eos_coefficient is not None and not 0 < args.eos_coefficient <= 1:
         print("error: --eos-coefficient must be in (0, 1]", file=sys.stderr)
         return EXIT_USAGE
+    if args.giou_coefficient is not None and not 1 <= args.giou_coefficient <= 20:
+        print("error: --giou-coefficient must be an integer in 1..20", file=sys.stderr)
+        return EXIT_USAGE
     if args.threads:
         torch.set_num_threads(args.threads)
     result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
                    device=args.device, resume=Path(args.resume) if args.resume else None,
                    first_seed=args.first_seed, scene_version=args.scene_version,
-                   eos_coefficient=args.eos_coefficient, log=lambda line: print(line, flush=True))
+                   eos_coefficient=args.eos_coefficient, giou_coefficient=args.giou_coefficient,
+                   log=lambda line: print(line, flush=True))
     print(json.dumps(result))
     return EXIT_OK
 
@@ -359,6 +363,8 @@ def add_all(sub) -> None:
                    help="train on these scenes at their size (default: %(default)s)")
     p.add_argument("--eos-coefficient", type=float, default=None,
                    help="weight of the no-object class in the loss, in (0, 1] (default: the model's; DETR's 0.1 for new models)")
+    p.add_argument("--giou-coefficient", type=int, default=None,
+                   help="weight of the generalised-IoU box loss, an integer in 1..20 (default: the model's; DETR's 2 for new models)")
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("explain", help="explain one detection with one method")

@@ -70,3 +70,37 @@ def test_train_demo_refuses_a_no_object_weight_out_of_range(weight, tmp_path, ca
     assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--eos-coefficient", weight]) == 2
     assert "--eos-coefficient must be in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()  # refused before any work
+
+
+def test_train_demo_sets_the_giou_loss_weight_the_loss_reads(tmp_path, capsys):
+    """The total loss is DETR's weighted sum: class 1, L1 box 5, GIoU the flag's weight, on the last
+    decoder layer and each auxiliary one."""
+    from transformers import DetrForObjectDetection
+    from core.demo.train import scene_batch
+    out = tmp_path / "giou"
+    assert main(["train-demo", "--out", str(out), "--resume", str(DEMO_DIR), "--steps", "1", "--batch", "2",
+                 "--eval-every", "1", "--device", "cpu", "--giou-coefficient", "7"]) == 0
+    assert "GIoU loss weight 7" in capsys.readouterr().out
+    model = DetrForObjectDetection.from_pretrained(out).eval()
+    assert model.config.giou_loss_coefficient == 7 and model.config.giou_cost == 2  # matching cost unchanged
+    pixels, labels = scene_batch(range(2), "cpu")
+    with torch.no_grad():
+        out = model(pixel_values=pixels, labels=labels)
+    parts = out.loss_dict
+    layers = [""] + [f"_{i}" for i in range(model.config.decoder_layers - 1)]
+    expected = sum(parts["loss_ce" + s] + 5 * parts["loss_bbox" + s] + 7 * parts["loss_giou" + s] for s in layers)
+    assert float(out.loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("weight", ["0", "-1", "21"])
+def test_train_demo_refuses_a_giou_weight_out_of_range(weight, tmp_path, capsys):
+    assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--giou-coefficient", weight]) == 2
+    assert "--giou-coefficient must be an integer in 1..20" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # refused before any work
+
+
+def test_train_demo_refuses_a_fractional_giou_weight(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:  # the config's field is an integer
+        main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--giou-coefficient", "2.5"])
+    assert refused.value.code == 2 and "invalid int value" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -131,22 +131,27 @@ def save_demo(model: DetrForObjectDetection, out: Path, size: int = SCENE_SIZES[
 
 def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int = 100, eval_every: int = 500,
           eval_scenes: int = 200, device: str | None = None, resume: Path | None = None, first_seed: int = 0,
-          scene_version: int = SCENE_VERSION, eos_coefficient: float | None = None, log=print) -> dict:
+          scene_version: int = SCENE_VERSION, eos_coefficient: float | None = None,
+          giou_coefficient: int | None = None, log=print) -> dict:
     """Train for `steps` (cosine schedule with warm-up); scene seeds first_seed, first_seed + 1, ...
     (all below HELD_OUT_SEED) of `scene_version`, at that version's size: the model is resolution-
     agnostic (sine position embeddings), so a model resumed from another version's size adapts.
-    Evaluates and saves to `out` every `eval_every` steps. `eos_coefficient` replaces the config's
-    no-object weight (the loss reads it from the config, and the saved model keeps it)."""
+    Evaluates and saves to `out` every `eval_every` steps. `eos_coefficient` and `giou_coefficient`
+    replace the config's no-object weight and generalised-IoU loss weight (the loss reads them from
+    the config, and the saved model keeps them; the matching cost keeps its own giou_cost)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     model = new_demo_model(resume).to(device)
     if eos_coefficient is not None:
         model.config.eos_coefficient = eos_coefficient
+    if giou_coefficient is not None:
+        model.config.giou_loss_coefficient = giou_coefficient
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     log(f"demo DETR: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {steps} steps on {device}, "
-        f"scenes v{scene_version} ({SCENE_SIZES[scene_version]} px), no-object weight {model.config.eos_coefficient}")
+        f"scenes v{scene_version} ({SCENE_SIZES[scene_version]} px), no-object weight {model.config.eos_coefficient}, "
+        f"GIoU loss weight {model.config.giou_loss_coefficient}")
     history, t0 = [], time.time()
     for step in range(1, steps + 1):
         model.train()
