@@ -2,7 +2,7 @@
 at 800 px, one no-grad forward and each page action, as seconds and as ratios to that forward.
 
     .venv/bin/python -m bench.cpu_r50 [--size 800] [--items detect,cams,ig,mc,compare] [--threads N]
-                                      [--ig-steps N] [--ig-resolution PX] [--samples 30]
+                                      [--ig-steps N] [--ig-resolution PX] [--samples 30] [--trace]
 
 Per action: time to the first result a person sees (Integrated Gradients: its first early map;
 Compare: its first panels; MC-Dropout: the histograms of its first chunk of samples; the others:
@@ -50,10 +50,15 @@ def worker(args) -> dict:
             loaded.model(pixel_values=pixels)
         times.append(time.perf_counter() - start)
     forward = statistics.median(times)
-    first, note = [], ""
-    mark = lambda *_: first or first.append(time.perf_counter() - start)  # noqa: E731
+    first, note, phase = [], "", ["until the first result"]
+
+    def mark(results):
+        first or first.append(time.perf_counter() - start)
+        stage = isinstance(results, dict) and results.get("stage")  # Compare's; other early results have none
+        phase[0] = f"after {stage} of {len(results.get('methods', {}))} methods" if stage else "after an early result"
     ig = {k: v for k, v in (("steps", args.ig_steps), ("resolution", args.ig_resolution)) if v}
     exact = _reset_peak()
+    stop_trace = _rss_by_phase(phase) if args.trace else None
     start = time.perf_counter()
     if args.worker == "detect":
         from core.models.detection import detect
@@ -78,9 +83,25 @@ def worker(args) -> dict:
                 f"; curves {STEPS} steps; first panel: the joint pass's maps")
     final = time.perf_counter() - start
     peak = _kib("VmHWM") if exact else None
+    if stop_trace:
+        note += "; RSS peak by phase (MiB): " + ", ".join(f"{name} {mib}" for name, mib in stop_trace().items())
     return {"forward": forward, "first": first[0] if first else final, "final": final,
             "peak_mib": peak / 1024 if peak else None, "note": note, "shape": list(pixels.shape),
             "threads": torch.get_num_threads()}
+
+
+def _rss_by_phase(phase: list):
+    """Samples this process' RSS every 0.1 s under the phase named in phase[0]; returns stop(), which
+    ends the sampling and gives {phase: its peak MiB}."""
+    import threading
+    peaks, done = {}, threading.Event()
+
+    def sample():
+        while not done.wait(0.1):
+            peaks[phase[0]] = max(_kib("VmRSS") // 1024, peaks.get(phase[0], 0))
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    return lambda: (done.set(), thread.join(), peaks)[2]
 
 
 def main() -> None:
@@ -91,6 +112,8 @@ def main() -> None:
     parser.add_argument("--ig-steps", type=int, default=None, help="IG steps (default: the declared default)")
     parser.add_argument("--ig-resolution", type=int, default=None, help="IG short side px (default: declared)")
     parser.add_argument("--samples", type=int, default=30, help="MC-Dropout samples")
+    parser.add_argument("--trace", action="store_true",
+                        help="also sample RSS every 0.1 s and print each phase's peak (between early results)")
     parser.add_argument("--worker", choices=list(ITEMS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
