@@ -166,7 +166,7 @@ def test_the_job_store_refuses_pickles(jobs, tmp_path):
 def test_a_job_that_ends_between_the_two_reads_of_a_poll_still_delivers_its_result(jobs):
     """A poll reads the result, then asks whether the job runs (dash's _handle_rest_background_callback):
     'not running and no result' ends the poll loop with no update. A job that writes its result and
-    exits between the two reads (seen under CPU load in the browser tests) must not be taken for a
+    exits between the two reads (a likely cause of results lost under CPU load) must not be taken for a
     cancelled one: that poll keeps the loop going and the next one gets the result."""
     key, job = jobs.start("work", 0.3, "race")
     assert jobs.get_result(key, job) is jobs.UNDEFINED  # still running
