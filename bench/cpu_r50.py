@@ -92,16 +92,17 @@ def worker(args) -> dict:
 
 def _rss_by_phase(phase: list):
     """Samples this process' RSS every 0.1 s under the phase named in phase[0]; returns stop(), which
-    ends the sampling and gives {phase: its peak MiB}."""
+    ends the sampling and gives {"phase (from t s)": its peak MiB}."""
     import threading
-    peaks, done = {}, threading.Event()
+    peaks, starts, done, t0 = {}, {}, threading.Event(), time.perf_counter()
 
     def sample():
         while not done.wait(0.1):
+            starts.setdefault(phase[0], time.perf_counter() - t0)
             peaks[phase[0]] = max(_kib("VmRSS") // 1024, peaks.get(phase[0], 0))
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    return lambda: (done.set(), thread.join(), peaks)[2]
+    return lambda: (done.set(), thread.join(), {f"{p} (from {starts[p]:.0f} s)": mib for p, mib in peaks.items()})[2]
 
 
 def main() -> None:

@@ -68,13 +68,57 @@ def test_recomputed_modules_run_as_usual_on_other_threads(tiny, rgb_image):
     assert runs == {"other": 1, "here": 2}
 
 
-def test_a_comparison_computes_its_maps_saving_memory(tiny, rgb_image):
+def test_a_comparison_computes_its_maps_saving_memory(tiny, rgb_image, monkeypatch):
     from core.evaluation.compare import compare
     from core.methods.registry import METHODS
-    x, seen = tiny.pixel_values(rgb_image), []
+    x, seen, thresholds = tiny.pixel_values(rgb_image), [], []
+    monkeypatch.setattr(memory, "_MALLOPT", lambda param, value: thresholds.append((param, value)))
 
     def explain(name, params, progress):
-        seen.append(memory.saving())
+        seen.append((memory.saving(), thresholds[-1][1]))
         return METHODS[name].compute(tiny, x, 1, params, progress)[name]
     compare(tiny, x, 1, {"attention": {}, "ig": {"baseline": "black", "steps": 2}}, steps=2, explain=explain)
-    assert seen == [True, True] and not memory.saving()
+    assert seen == [(True, memory.MAPPED_FROM)] * 2 and not memory.saving()
+    assert thresholds == [(memory._M_MMAP_THRESHOLD, memory.MAPPED_FROM),
+                          (memory._M_MMAP_THRESHOLD, memory.HEAP_BLOCKS_UP_TO)]  # set for the maps, then back
+
+
+_MAPPED_BLOCKS = """
+import json, numpy as np
+from core import memory
+
+def rss_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+def freed_mib():
+    # RSS given back when 150 blocks of 2 MiB are freed; the batch's last block stays alive, so glibc
+    # cannot shrink its heap from the top
+    blocks = [np.ones(2 << 20, dtype=np.uint8) for _ in range(150)]
+    last = blocks.pop()
+    held = rss_mib()
+    del blocks
+    given = held - rss_mib()
+    assert last.sum() == 2 << 20
+    return given
+
+memory._MALLOPT(memory._M_MMAP_THRESHOLD, memory.HEAP_BLOCKS_UP_TO)  # where a busy process settles
+before = freed_mib()
+memory.release_free_memory()
+with memory.mapped_blocks(1 << 20):
+    within = freed_mib()
+print(json.dumps([before, within, freed_mib()]))
+"""
+
+
+@pytest.mark.skipif(memory._MALLOPT is None, reason="the C library has no mallopt (not glibc)")
+def test_mapped_blocks_give_large_freed_blocks_back_at_once_and_the_heap_keeps_them_after():
+    # in a fresh process: free heap chunks left by other tests would be reused before any new mapping
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _MAPPED_BLOCKS], capture_output=True, text=True, check=True)
+    before, within, after = json.loads(out.stdout)
+    assert before < 50  # of 298 MiB: 2 MiB blocks come from the heap, which keeps them
+    assert within > 250  # each block had pages of its own
+    assert after < 50  # the threshold is back at 32 MiB
