@@ -24,8 +24,9 @@ except (OSError, AttributeError):
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 # glibc's ceiling for its own (dynamic) mmap threshold on 64-bit, where a long-running process settles
 HEAP_BLOCKS_UP_TO = 32 << 20
-# saving_memory's threshold: Compare's maps of DETR-R50 at 800 px peaked at 1654 MiB RSS against 1902-2118
-# with glibc's heap, for ~15% more time (bench/cpu_r50.py --trace); IG alone, 1576 against 1866-2133
+# saving_memory's threshold: Compare of DETR-R50 at 800 px peaked at 1654-1739 MiB RSS against 2087-2118
+# with glibc's heap, its IG phase taking 82 s against 67 s (bench/cpu_r50.py --trace); IG alone at
+# 4 steps 1595-1676 MiB against 1866-2133 (bench/memory.py)
 MAPPED_FROM = 16 << 20
 _THREAD = threading.local()  # this thread's choices: "saving", "recompute"
 
