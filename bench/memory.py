@@ -5,8 +5,8 @@ start; the model and one warm-up forward already loaded).
     .venv/bin/python -m bench.memory [--size 800] [--ig-steps 4]
 
 Rows: Grad-CAM family and ODAM with and without giving freed heap back after each backward
-(release_free_memory); IG with 0 to 3 backbone stages recomputed in its backward (Compare's
-saving_memory), with the time ratio to none. Peaks vary between identical runs by up to a few
+(release_free_memory); IG under Compare's saving_memory (allocations from 16 MiB on pages of their
+own) with 0 to 3 backbone stages recomputed in its backward, with the time ratio to none. Peaks vary between identical runs by up to a few
 hundred MiB (glibc's heap reuse): run it more than once.
 """
 from __future__ import annotations
