@@ -106,7 +106,7 @@ def cmd_train_demo(args) -> int:
                    device=args.device, resume=Path(args.resume) if args.resume else None,
                    first_seed=args.first_seed, scene_version=args.scene_version,
                    eos_coefficient=args.eos_coefficient, giou_coefficient=args.giou_coefficient,
-                   log=lambda line: print(line, flush=True))
+                   feature_stage=args.feature_stage, log=lambda line: print(line, flush=True))
     print(json.dumps(result))
     return EXIT_OK
 
@@ -322,6 +322,7 @@ def _common(p) -> None:
 def add_all(sub) -> None:
     from core import params as P
     from core.demo.scenes import SCENE_SIZES, SCENE_VERSION
+    from core.demo.train import FEATURE_STAGES
     from core.methods.registry import METHODS
     from app.settings import Settings
 
@@ -365,6 +366,10 @@ def add_all(sub) -> None:
                    help="weight of the no-object class in the loss, in (0, 1] (default: the model's; DETR's 0.1 for new models)")
     p.add_argument("--giou-coefficient", type=int, default=None,
                    help="weight of the generalised-IoU box loss, an integer in 1..20 (default: the model's; DETR's 2 for new models)")
+    p.add_argument("--feature-stage", choices=FEATURE_STAGES, default=None,
+                   help="the backbone stage the transformer reads: stage1, stage2 or stage3 (strides 4, 8, 16; "
+                        "default: the model's, stage3 for new models); a change keeps every weight but the "
+                        "input projection")
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("explain", help="explain one detection with one method")

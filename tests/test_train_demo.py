@@ -104,3 +104,38 @@ def test_train_demo_refuses_a_fractional_giou_weight(tmp_path, capsys):
         main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--giou-coefficient", "2.5"])
     assert refused.value.code == 2 and "invalid int value" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_model_reads_another_backbone_stage_with_every_other_weight_kept():
+    """stage2 halves the demo's stride: a 128 px input gives the encoder 16 x 16 positions, not 8 x 8."""
+    from transformers import DetrForObjectDetection
+    from core.demo.train import with_features_from
+    model = DetrForObjectDetection.from_pretrained(DEMO_DIR).eval()
+    finer = with_features_from(model, "stage2").eval()
+    before, after = model.state_dict(), finer.state_dict()
+    assert before.keys() == after.keys()
+    changed = [k for k in before if before[k].shape != after[k].shape or not torch.equal(before[k], after[k])]
+    assert sorted(changed) == ["model.input_projection.bias", "model.input_projection.weight"]
+    assert after["model.input_projection.weight"].shape[1] == 64  # stage2's channels, not stage3's 128
+    pixels = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert model(pixel_values=pixels).encoder_last_hidden_state.shape[1] == 8 * 8
+        assert finer(pixel_values=pixels).encoder_last_hidden_state.shape[1] == 16 * 16
+
+
+def test_train_demo_feature_stage_saves_a_model_that_loads_with_it(tmp_path, capsys):
+    from transformers import DetrForObjectDetection
+    out = tmp_path / "s8"
+    assert main(["train-demo", "--out", str(out), "--resume", str(DEMO_DIR), "--steps", "1", "--batch", "2",
+                 "--eval-every", "1", "--device", "cpu", "--feature-stage", "stage2"]) == 0
+    assert "features of stage2" in capsys.readouterr().out
+    model = DetrForObjectDetection.from_pretrained(out)
+    assert model.config.backbone_config.out_features == ["stage2"]
+    assert model.model.input_projection.weight.shape[1] == 64
+
+
+def test_train_demo_refuses_a_stage_the_backbone_lacks(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--feature-stage", "stage4"])
+    assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -13,6 +13,7 @@ library's std-0.02 default, which left the class loss stuck at the class prior.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -31,6 +32,7 @@ from core.demo.scenes import CLASSES, SCENE_SIZES, SCENE_VERSION, make_scene
 from core.params import THRESHOLD
 
 HELD_OUT_SEED = 1_000_000  # evaluation seeds start here; training never reaches them
+FEATURE_STAGES = ("stage1", "stage2", "stage3")  # the demo backbone's stages (strides 4, 8, 16)
 
 
 def demo_config() -> DetrConfig:
@@ -72,13 +74,32 @@ def _detr_init(model: DetrForObjectDetection) -> None:
     nn.init.normal_(model.model.query_position_embeddings.weight)
 
 
-def new_demo_model(resume: Path | None = None) -> DetrForObjectDetection:
-    """A fresh demo DETR with DETR's init, or one resumed from a saved directory, ready to train."""
+def with_features_from(model: DetrForObjectDetection, stage: str) -> DetrForObjectDetection:
+    """The same model reading its backbone's `stage` (transformers' `out_features`; "stage2" halves the
+    stride of the demo's "stage3" to 8): every weight kept but the input projection, whose input
+    channels change, new with DETR's init."""
+    config = copy.deepcopy(model.config)
+    names = config.backbone_config.stage_names
+    config.backbone_config.out_features, config.backbone_config.out_indices = [stage], [names.index(stage)]
+    new = DetrForObjectDetection(config)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("model.input_projection.")}
+    missing, unexpected = new.load_state_dict(kept, strict=False)
+    assert not unexpected and {k.rsplit(".", 1)[0] for k in missing} == {"model.input_projection"}, missing
+    nn.init.kaiming_normal_(new.model.input_projection.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.zeros_(new.model.input_projection.bias)
+    return new
+
+
+def new_demo_model(resume: Path | None = None, feature_stage: str | None = None) -> DetrForObjectDetection:
+    """A fresh demo DETR with DETR's init, or one resumed from a saved directory, ready to train;
+    reading the backbone's `feature_stage` where given (`with_features_from`)."""
     if resume:
         model = DetrForObjectDetection.from_pretrained(resume)
     else:
         model = DetrForObjectDetection(demo_config())
         _detr_init(model)
+    if feature_stage and model.config.backbone_config.out_features != [feature_stage]:
+        model = with_features_from(model, feature_stage)
     _swap_batchnorm(model.model.backbone, to_trainable=True)
     for p in model.parameters():
         p.requires_grad_(True)
@@ -132,16 +153,17 @@ def save_demo(model: DetrForObjectDetection, out: Path, size: int = SCENE_SIZES[
 def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int = 100, eval_every: int = 500,
           eval_scenes: int = 200, device: str | None = None, resume: Path | None = None, first_seed: int = 0,
           scene_version: int = SCENE_VERSION, eos_coefficient: float | None = None,
-          giou_coefficient: int | None = None, log=print) -> dict:
+          giou_coefficient: int | None = None, feature_stage: str | None = None, log=print) -> dict:
     """Train for `steps` (cosine schedule with warm-up); scene seeds first_seed, first_seed + 1, ...
     (all below HELD_OUT_SEED) of `scene_version`, at that version's size: the model is resolution-
     agnostic (sine position embeddings), so a model resumed from another version's size adapts.
     Evaluates and saves to `out` every `eval_every` steps. `eos_coefficient` and `giou_coefficient`
     replace the config's no-object weight and generalised-IoU loss weight (the loss reads them from
-    the config, and the saved model keeps them; the matching cost keeps its own giou_cost)."""
+    the config, and the saved model keeps them; the matching cost keeps its own giou_cost).
+    `feature_stage` makes the transformer read another backbone stage (`with_features_from`)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
-    model = new_demo_model(resume).to(device)
+    model = new_demo_model(resume, feature_stage).to(device)
     if eos_coefficient is not None:
         model.config.eos_coefficient = eos_coefficient
     if giou_coefficient is not None:
@@ -151,7 +173,8 @@ def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int 
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     log(f"demo DETR: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {steps} steps on {device}, "
         f"scenes v{scene_version} ({SCENE_SIZES[scene_version]} px), no-object weight {model.config.eos_coefficient}, "
-        f"GIoU loss weight {model.config.giou_loss_coefficient}")
+        f"GIoU loss weight {model.config.giou_loss_coefficient}, features of "
+        f"{model.config.backbone_config.out_features[0]}")
     history, t0 = [], time.time()
     for step in range(1, steps + 1):
         model.train()
