@@ -141,6 +141,8 @@ def cmd_evaluate_demo(args) -> int:
         "map50": round(mean_average_precision(preds, truths, CLASSES, (0.5,)), 4),
         "map50_95": round(mean_average_precision(preds, truths, CLASSES, COCO_IOUS), 4),
         "ap50_per_class": {c: round(average_precision(preds, truths, c, 0.5), 4) for c in CLASSES},
+        # where localisation is lost: mAP at each of the ten IoU thresholds that map50_95 averages
+        "ap_per_iou": {f"{t:.2f}": round(mean_average_precision(preds, truths, CLASSES, (t,)), 4) for t in COCO_IOUS},
         "threshold": checked["threshold"], **duplicates_and_false_positives(preds, truths, checked["threshold"]),
         "weights_mb": round(weights / 1e6, 2), "ms_per_image": round(1000 * seconds / args.scenes, 2), "threads": 1,
     }

@@ -39,6 +39,9 @@ def test_evaluate_demo_json_reports_every_goal_of_issue_18(v2_model, capsys):
     assert report["duplicates_pct"] == round(100 * report["duplicates"] / report["true_objects"], 2)
     assert report["false_positives_pct"] == round(100 * report["false_positives"] / report["true_objects"], 2)
     assert 0 <= report["map50_95"] <= report["map50"] <= 1 and report["ms_per_image"] > 0
+    per_iou = report["ap_per_iou"]
+    assert list(per_iou) == ["0.50", "0.55", "0.60", "0.65", "0.70", "0.75", "0.80", "0.85", "0.90", "0.95"]
+    assert per_iou["0.50"] == report["map50"] and sum(per_iou.values()) / 10 == pytest.approx(report["map50_95"], abs=1e-4)
     # the tensors are the file, less its small JSON header
     assert report["weights_mb"] == pytest.approx((out / "model.safetensors").stat().st_size / 1e6, abs=0.05)
 
