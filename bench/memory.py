@@ -6,7 +6,8 @@ start; the model and one warm-up forward already loaded).
 
 Rows: Grad-CAM family and ODAM with and without giving freed heap back after each backward
 (release_free_memory); IG under Compare's saving_memory (allocations from 16 MiB on pages of their
-own) with 0 to 3 backbone stages recomputed in its backward, with the time ratio to none. Peaks vary between identical runs by up to a few
+own) with 0 to 3 backbone stages recomputed in its backward, and with 2 on glibc's heap (no pages of
+their own), with the time ratio to none. Peaks vary between identical runs by up to a few
 hundred MiB (glibc's heap reuse): run it more than once.
 """
 from __future__ import annotations
@@ -29,14 +30,16 @@ from bench.timing import in_fresh_process  # noqa: E402
 RUNS = {"gradcam:trim": "Grad-CAM family, freed heap given back", "gradcam:keep": "Grad-CAM family, heap kept",
         "odam:trim": "ODAM, freed heap given back", "odam:keep": "ODAM, heap kept",
         "ig:0": "IG, no stage recomputed", "ig:1": "IG, 1 stage recomputed", "ig:2": "IG, 2 stages recomputed",
-        "ig:3": "IG, 3 stages recomputed"}
+        "ig:3": "IG, 3 stages recomputed", "ig:2:heap": "IG, 2 stages recomputed, glibc's heap"}
 
 
 def worker(args) -> dict:
     from core import memory
     import core.methods.integrated_gradients as igm
     from core.methods.registry import METHODS
-    method, how = args.worker.split(":")
+    method, how, *heap = args.worker.split(":")
+    if heap:  # the threshold where glibc's own settles: large blocks stay on its heap
+        memory.MAPPED_FROM = memory.HEAP_BLOCKS_UP_TO
     if how == "keep":
         memory._TRIM = None
     loaded = at_size(r50_random("cpu"), args.size)

@@ -26,7 +26,7 @@ _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 HEAP_BLOCKS_UP_TO = 32 << 20
 # saving_memory's threshold: Compare of DETR-R50 at 800 px peaked at 1654-1739 MiB RSS against 2087-2118
 # with glibc's heap, its IG phase taking 82 s against 67 s (bench/cpu_r50.py --trace); IG alone at
-# 4 steps 1595-1676 MiB against 1866-2133 (bench/memory.py)
+# 4 steps 1595-1687 MiB against 1866-2133 (bench/memory.py rows "2 stages" and "glibc's heap")
 MAPPED_FROM = 16 << 20
 _THREAD = threading.local()  # this thread's choices: "saving", "recompute"
 
