@@ -100,13 +100,16 @@ def cmd_train_demo(args) -> int:
     if args.giou_coefficient is not None and not 1 <= args.giou_coefficient <= 20:
         print("error: --giou-coefficient must be an integer in 1..20", file=sys.stderr)
         return EXIT_USAGE
+    if args.input_size is not None and not 64 <= args.input_size <= 1024:
+        print("error: --input-size must be in 64..1024 px", file=sys.stderr)
+        return EXIT_USAGE
     if args.threads:
         torch.set_num_threads(args.threads)
     result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
                    device=args.device, resume=Path(args.resume) if args.resume else None,
                    first_seed=args.first_seed, scene_version=args.scene_version,
                    eos_coefficient=args.eos_coefficient, giou_coefficient=args.giou_coefficient,
-                   feature_stage=args.feature_stage, log=lambda line: print(line, flush=True))
+                   feature_stage=args.feature_stage, input_size=args.input_size, log=lambda line: print(line, flush=True))
     print(json.dumps(result))
     return EXIT_OK
 
@@ -372,6 +375,9 @@ def add_all(sub) -> None:
                    help="the backbone stage the transformer reads: stage1, stage2 or stage3 (strides 4, 8, 16; "
                         "default: the model's, stage3 for new models); a change keeps every weight but the "
                         "input projection")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="the model's input side in px, 64..1024: scenes are resized to it and the saved "
+                        "pre-processing config resizes every image to it (default: the scenes' size)")
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("explain", help="explain one detection with one method")

@@ -142,3 +142,29 @@ def test_train_demo_refuses_a_stage_the_backbone_lacks(tmp_path, capsys):
         main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--feature-stage", "stage4"])
     assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_train_demo_input_size_trains_and_saves_at_that_size(tmp_path, capsys):
+    """--input-size 320 on 256 px scenes: the training batch is what the saved model's own
+    pre-processing makes of the scene (a 20 x 20 grid at stride 16), and the boxes are unchanged."""
+    from core.demo.train import scene_batch
+    from core.models.loading import load_model
+    out = tmp_path / "up"
+    assert main(["train-demo", "--out", str(out), "--resume", str(DEMO_DIR), "--steps", "1", "--batch", "2",
+                 "--eval-every", "1", "--device", "cpu", "--scene-version", "2", "--input-size", "320"]) == 0
+    assert "(256 px, input 320 px)" in capsys.readouterr().out
+    assert json.loads((out / "preprocessor_config.json").read_text())["size"]["shortest_edge"] == 320
+    pixels, labels = scene_batch([5], "cpu", version=2, side=320)
+    _, same_labels = scene_batch([5], "cpu", version=2)
+    assert pixels.shape == (1, 3, 320, 320) and torch.equal(labels[0]["boxes"], same_labels[0]["boxes"])
+    loaded = load_model(str(out), device="cpu")
+    assert torch.allclose(loaded.pixel_values(make_scene(5, version=2)[0]), pixels, atol=1e-5)
+    with torch.no_grad():
+        assert loaded.model(pixel_values=pixels).encoder_last_hidden_state.shape[1] == 20 * 20
+
+
+@pytest.mark.parametrize("side", ["63", "1025"])
+def test_train_demo_refuses_an_input_size_out_of_range(side, tmp_path, capsys):
+    assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--input-size", side]) == 2
+    assert "--input-size must be in 64..1024" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
 from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
@@ -106,10 +107,14 @@ def new_demo_model(resume: Path | None = None, feature_stage: str | None = None)
     return model
 
 
-def scene_batch(seeds, device, version: int = SCENE_VERSION) -> tuple[torch.Tensor, list[dict]]:
+def scene_batch(seeds, device, version: int = SCENE_VERSION, side: int | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """Scenes as a normalised batch, resized to `side` px the way the image processor resizes
+    (PIL bilinear), with their targets (boxes are relative, so they do not change)."""
     images, labels = [], []
     for s in seeds:
         image, truth = make_scene(int(s), version=version)
+        if side and side != image.width:
+            image = image.resize((side, side), Image.BILINEAR)
         images.append(normalize(image))
         boxes = torch.tensor([t["box"] for t in truth], dtype=torch.float32) / SCENE_SIZES[version]
         cxcywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
@@ -121,14 +126,14 @@ def scene_batch(seeds, device, version: int = SCENE_VERSION) -> tuple[torch.Tens
 
 @torch.no_grad()
 def evaluate(model, count: int, seed: int, device, batch: int = 50, version: int = SCENE_VERSION,
-             threshold: float = THRESHOLD.default) -> dict:
+             threshold: float = THRESHOLD.default, side: int | None = None) -> dict:
     """mAP@0.5 and mAP@[.5:.95] over `count` scenes starting at `seed` (every query kept), and the
     duplicates and false positives at `threshold` in % of true objects."""
     model.eval()
     preds, truths, size = [], [], SCENE_SIZES[version]
     for start in range(0, count, batch):
         seeds = range(seed + start, seed + min(count, start + batch))
-        pixels, _ = scene_batch(seeds, device, version)
+        pixels, _ = scene_batch(seeds, device, version, side)
         out = model(pixel_values=pixels)
         for i, s in enumerate(seeds):
             dets = postprocess(out.logits[i], out.pred_boxes[i], (size, size), model.config.id2label)
@@ -153,15 +158,19 @@ def save_demo(model: DetrForObjectDetection, out: Path, size: int = SCENE_SIZES[
 def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int = 100, eval_every: int = 500,
           eval_scenes: int = 200, device: str | None = None, resume: Path | None = None, first_seed: int = 0,
           scene_version: int = SCENE_VERSION, eos_coefficient: float | None = None,
-          giou_coefficient: int | None = None, feature_stage: str | None = None, log=print) -> dict:
+          giou_coefficient: int | None = None, feature_stage: str | None = None, input_size: int | None = None,
+          log=print) -> dict:
     """Train for `steps` (cosine schedule with warm-up); scene seeds first_seed, first_seed + 1, ...
     (all below HELD_OUT_SEED) of `scene_version`, at that version's size: the model is resolution-
     agnostic (sine position embeddings), so a model resumed from another version's size adapts.
     Evaluates and saves to `out` every `eval_every` steps. `eos_coefficient` and `giou_coefficient`
     replace the config's no-object weight and generalised-IoU loss weight (the loss reads them from
     the config, and the saved model keeps them; the matching cost keeps its own giou_cost).
-    `feature_stage` makes the transformer read another backbone stage (`with_features_from`)."""
+    `feature_stage` makes the transformer read another backbone stage (`with_features_from`).
+    `input_size` is the model's input side (scenes are resized to it; the saved pre-processing
+    config resizes every image to it): a finer feature grid without new weights."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    side = input_size or SCENE_SIZES[scene_version]
     torch.manual_seed(0)
     model = new_demo_model(resume, feature_stage).to(device)
     if eos_coefficient is not None:
@@ -172,7 +181,7 @@ def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     log(f"demo DETR: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {steps} steps on {device}, "
-        f"scenes v{scene_version} ({SCENE_SIZES[scene_version]} px), no-object weight {model.config.eos_coefficient}, "
+        f"scenes v{scene_version} ({SCENE_SIZES[scene_version]} px, input {side} px), no-object weight {model.config.eos_coefficient}, "
         f"GIoU loss weight {model.config.giou_loss_coefficient}, features of "
         f"{model.config.backbone_config.out_features[0]}")
     history, t0 = [], time.time()
@@ -180,7 +189,7 @@ def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int 
         model.train()
         first = first_seed + (step - 1) * batch
         assert first + batch <= HELD_OUT_SEED, "training seeds must stay below the held-out range"
-        pixels, labels = scene_batch(range(first, first + batch), device, scene_version)
+        pixels, labels = scene_batch(range(first, first + batch), device, scene_version, side)
         loss = model(pixel_values=pixels, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -190,10 +199,10 @@ def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int 
         if step % 50 == 0:
             log(f"step {step} loss {loss.item():.3f} lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.0f}s")
         if step % eval_every == 0 or step == steps:
-            scores = evaluate(model, eval_scenes, HELD_OUT_SEED + 500_000, device, version=scene_version)
+            scores = evaluate(model, eval_scenes, HELD_OUT_SEED + 500_000, device, version=scene_version, side=side)
             history.append({"step": step, "seconds": round(time.time() - t0), **scores})
             log(f"step {step} held-out mAP@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f} "
                 f"duplicates {scores['duplicates_pct']:.1f}% false positives {scores['false_positives_pct']:.1f}%")
-            save_demo(model, out, SCENE_SIZES[scene_version])
+            save_demo(model, out, side)
             (out / "training_log.json").write_text(json.dumps(history, indent=1))
     return history[-1]
