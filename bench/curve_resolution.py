@@ -22,11 +22,13 @@ import torch  # noqa: E402
 
 from bench.r50 import at_size, r50_random, scene  # noqa: E402
 
+from core.demo.scenes import SCENE_VERSION  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="r50", help="r50 (random weights) or a model directory")
-    parser.add_argument("--scene-version", type=int, default=1, help="demo scenes for a model directory")
+    parser.add_argument("--scene-version", type=int, default=SCENE_VERSION, help="demo scenes for a model directory")
     parser.add_argument("--size", type=int, default=800, help="R50 input short side in px")
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--cap", type=int, default=480)

@@ -20,11 +20,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the servers set it, be
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from core.demo.scenes import SCENE_VERSION  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/demo-detr")
-    parser.add_argument("--scene-version", type=int, default=1)
+    parser.add_argument("--scene-version", type=int, default=SCENE_VERSION)
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--reference", type=int, default=40)

@@ -28,7 +28,7 @@ import torch
 
 from core.methods.integrated_gradients import chunk_size, compute_ig
 from core.models.loading import DEMO_DIR, LoadedModel, Preprocess, load_model
-from core.demo.scenes import make_scene
+from core.demo.scenes import SCENE_SIZE, make_scene
 from bench.timing import in_fresh_process
 
 MODES = {"project": "auto", "captum None": None, "captum 1": 1}
@@ -65,7 +65,7 @@ def _load(args) -> LoadedModel:
 def worker(args) -> dict:
     """One variant in this process: forward time, IG time, peak memory."""
     loaded = _load(args)
-    pixels = loaded.pixel_values(make_scene(0, size=max(args.size or 0, 128))[0])
+    pixels = loaded.pixel_values(make_scene(0, size=max(args.size or 0, SCENE_SIZE))[0])
     with torch.no_grad():
         probs = loaded.model(pixel_values=pixels).logits[0].softmax(-1)[:, :-1]
     query = int(probs.max(-1).values.argmax())  # the most confident detection

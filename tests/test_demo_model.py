@@ -4,7 +4,7 @@ import pytest
 from core.models.detection import above, detect
 from core.evaluation.metrics import box_iou
 from core.models.loading import DEMO_DIR, load_model
-from core.demo.scenes import CLASSES, make_scene
+from core.demo.scenes import CLASSES, SCENE_SIZE, make_scene
 
 SEEDS = range(1_000_100, 1_000_110)  # held-out: training uses seeds below 1,000,000
 
@@ -16,7 +16,7 @@ def demo():
 
 def test_weights_are_small_safetensors_with_their_preprocessing(demo):
     assert (DEMO_DIR / "model.safetensors").stat().st_size < 50 * 2**20
-    assert demo.preprocess.shortest_edge == 128
+    assert demo.preprocess.shortest_edge == 320 and SCENE_SIZE == 256  # trained at 320 px (--input-size)
     assert sorted(demo.id2label.values()) == sorted(CLASSES)
 
 

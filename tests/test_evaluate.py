@@ -230,7 +230,7 @@ def test_images_of_several_sizes_batched_within_the_pixel_budget(demo, monkeypat
     from core.evaluation.coco import Dataset
     from core.models.detection import detect
     scenes = [make_scene(SEED + k) for k in range(6)]
-    images = [im if k % 2 else im.crop((0, 0, 128, 100)) for k, (im, _) in enumerate(scenes)]
+    images = [im if k % 2 else im.crop((0, 0, 256, 200)) for k, (im, _) in enumerate(scenes)]
     entries = [{"id": k + 1, "file_name": f"{k}.png", "width": im.width, "height": im.height, "key": f"crop:{k}"}
                for k, im in enumerate(images)]
     dataset = Dataset("crops", entries, {e["id"]: [] for e in entries}, {c: k for k, c in enumerate(CLASSES)},
@@ -241,9 +241,10 @@ def test_images_of_several_sizes_batched_within_the_pixel_budget(demo, monkeypat
         calls.append(tuple(x.shape))
         return forward(loaded, x, sizes)
     monkeypatch.setattr(E, "detections", spy)
-    monkeypatch.setattr(E, "default_batch", lambda device: (8, 2 * 128 * 163))  # two per forward
+    # 256 px scenes and 256 x 200 crops, which the demo's pre-processing (320 px) makes 320 x 320 and 409 x 320
+    monkeypatch.setattr(E, "default_batch", lambda device: (8, 2 * 320 * 409))  # two per forward
     result = evaluate(demo, dataset)
-    assert sorted(calls) == [(1, 3, 128, 128), (1, 3, 128, 163), (2, 3, 128, 128), (2, 3, 128, 163)]
+    assert sorted(calls) == [(1, 3, 320, 320), (1, 3, 320, 409), (2, 3, 320, 320), (2, 3, 320, 409)]
     for k, image in enumerate(images):
         direct = {d["index"]: d for d in detect(demo, image)}
         rows = [r for r in result["rows"] if r["image_id"] == k + 1]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from core.demo.scenes import (CLASSES, CLUTTER, HIDDEN, MAX_OBJECTS, MIN_VISIBLE, SCENE_SIZE, make_scene, mask_box,
-                              scene_v2, visible_truth)
+from core.demo.scenes import (CLASSES, CLUTTER, HIDDEN, MAX_OBJECTS, MIN_VISIBLE, SCENE_SIZE, SCENE_SIZES,
+                              make_scene, mask_box, scene_v2, visible_truth)
 
 
 def test_same_seed_same_scene_other_seed_other_scene():
@@ -17,20 +17,20 @@ def test_same_seed_same_scene_other_seed_other_scene():
     assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
-def test_boxes_inside_the_image_and_labels_from_the_class_list():
-    counts = []
+def test_version_1_boxes_inside_the_image_and_labels_from_the_class_list():
+    counts, size = [], SCENE_SIZES[1]
     for seed in range(200):
-        image, truth = make_scene(seed)
-        assert image.size == (SCENE_SIZE, SCENE_SIZE) and image.mode == "RGB"
+        image, truth = make_scene(seed, version=1)
+        assert image.size == (size, size) and image.mode == "RGB"
         assert 1 <= len(truth) <= 5
         counts.append(len(truth))
         for obj in truth:
             x0, y0, x1, y1 = obj["box"]
             assert obj["label"] in CLASSES
-            assert 0 <= x0 < x1 <= SCENE_SIZE and 0 <= y0 < y1 <= SCENE_SIZE
-            assert x1 - x0 >= 0.1 * SCENE_SIZE and y1 - y0 >= 0.1 * SCENE_SIZE
+            assert 0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size
+            assert x1 - x0 >= 0.1 * size and y1 - y0 >= 0.1 * size
     assert set(counts) == {1, 2, 3, 4, 5}
-    labels = {o["label"] for s in range(200) for o in make_scene(s)[1]}
+    labels = {o["label"] for s in range(200) for o in make_scene(s, version=1)[1]}
     assert labels == set(CLASSES)
 
 
@@ -56,7 +56,7 @@ def test_scenes_command_writes_pngs_and_truth(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "scene-0002.png")), np.asarray(make_scene(7)[0]))
 
 
-# ---- version 1 stays as it was: the bundled model, the gallery and the tests use it ----
+# ---- version 1 stays as it was: the first demo model's scenes (models/demo-detr's history) ----
 
 def _digest(image, truth) -> str:
     import hashlib
@@ -65,8 +65,11 @@ def _digest(image, truth) -> str:
 
 def test_version_1_scenes_are_byte_identical_to_before_version_2():
     # recorded from the generator before version 2 was added
-    assert _digest(*make_scene(1_000_000)) == "e02964c6f53e28c5877f360031fb37f42c27860ea2aa94fdc5ae410f1f3a6718"
-    assert make_scene(1_000_000) == make_scene(1_000_000, version=1) and SCENE_SIZE == 128
+    assert _digest(*make_scene(1_000_000, version=1)) == "e02964c6f53e28c5877f360031fb37f42c27860ea2aa94fdc5ae410f1f3a6718"
+
+
+def test_the_bundled_model_scenes_are_version_2():
+    assert make_scene(1_000_000) == make_scene(1_000_000, version=2) and SCENE_SIZE == 256
 
 
 # ---- version 2: 256 px, occlusion and clutter, boxes from the label mask ----

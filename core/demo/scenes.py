@@ -21,7 +21,7 @@ from typing import NamedTuple
 from PIL import Image, ImageDraw, ImageFilter
 
 CLASSES = ("circle", "square", "triangle", "star", "cross")
-SCENE_VERSION = 1                    # the scenes of the bundled model (models/demo-detr)
+SCENE_VERSION = 2                    # the scenes of the bundled model (models/demo-detr)
 SCENE_SIZES = {1: 128, 2: 256}       # per version; 256 px gives DETR's stride-16 backbone a 16 x 16 grid
 MAX_OBJECTS = {1: 5, 2: 6}
 SCENE_SIZE = SCENE_SIZES[SCENE_VERSION]

@@ -61,9 +61,12 @@ def test_compare_shows_every_method_and_the_scores(dash_duo, dashboard):
         assert panel["cells"] == N and all(label in panel["hover"] for label in METHOD_LABELS)
     titles = [e.text for e in dash_duo.find_elements("#compare-grid .card-header")]
     assert sorted(titles) == sorted(METHOD_LABELS)
-    notes = [e.text for e in dash_duo.find_elements("#compare-grid .card .small")]
-    assert len(notes) == N and all("deletion" in n for n in notes)
-    assert any("IG (from the explanation card): blur (sigma 8), 8 steps, 128x128 px" in n for n in notes)
+    def scored():  # each panel's note says "Scoring ..." until its curves are done
+        notes = dash_duo.driver.execute_script(  # read at once: the notes are redrawn as panels are scored
+            "return [...document.querySelectorAll('#compare-grid .card .small')].map(e => e.innerText);")
+        return len(notes) == N and all("deletion" in n for n in notes) and notes
+    notes = wait_until(scored, "not every panel was scored", timeout=3 * TIMEOUT)
+    assert any("IG (from the explanation card): blur (sigma 8), 8 steps, 320x320 px" in n for n in notes)
     dash_duo.wait_for_contains_text("#compare-info", f"All methods for {best}:", timeout=TIMEOUT)
     assert "Scored against the true" in dash_duo.find_element("#compare-info").text
 
