@@ -229,7 +229,8 @@ def test_layer_choices(tiny):
     assert all(isinstance(names[n], torch.nn.Conv2d) for n, label in choices if "conv" in label)
     # defaults counted back from the last stage, clamped to the first (the tiny backbone has 2)
     assert default_layer(tiny.model, "gradcam-elementwise") == stage1_conv  # ("conv", -2)
-    assert default_layer(tiny.model, "gradcam") == "model.backbone.model.encoder.stages.0"  # ("output", -2)
+    assert default_layer(tiny.model, "gradcam") == "model.backbone.model.encoder.stages.1"  # ("output", -1)
+    assert default_layer(tiny.model, "layercam") == "model.backbone.model.encoder.stages.0"  # ("output", -2)
     assert default_layer(tiny.model, "hirescam") == "model.backbone.model.encoder.stages.0"  # ("output", -3)
     assert default_layer(tiny.model) == default_layer(tiny.model, DEFAULT_VARIANT)
     assert set(DEFAULT_LAYERS) == set(VARIANTS) and DEFAULT_VARIANT in VARIANTS

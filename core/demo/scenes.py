@@ -7,7 +7,7 @@ pure function of its seed and version:
   each other, plus clutter that is not a shape (lines, arcs, elongated blobs, scribbles), some of it
   in front of the objects. Boxes come from a label mask: the extent of each object's still-visible
   pixels; an object that ends up mostly hidden is not labelled.
-SCENE_VERSION is what the bundled model was trained on; it becomes 2 when a v2 model meets the goals.
+SCENE_VERSION is what the bundled model was trained on (version 2 since the v2 demo model shipped).
 """
 from __future__ import annotations
 
