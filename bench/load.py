@@ -65,7 +65,9 @@ class DashClient:
         page = self._get("/").text
         self.end_id = json.loads(page.split('id="_dash-config" type="application/json">', 1)[1]
                                  .split("</script>", 1)[0])["end_id"]
-        self.callbacks = {cb["output"]: cb for cb in self._get("/_dash-dependencies").json()}
+        # server callbacks only: a clientside one can share an output (allow_duplicate) but has no server function
+        self.callbacks = {cb["output"]: cb for cb in self._get("/_dash-dependencies").json()
+                          if not cb.get("clientside_function")}
         self.values: dict = {}
         self._collect(self._get("/_dash-layout").json())
         self.server_s = 0.0
