@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
 from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
 
 from core.models.detection import postprocess
-from core.images import normalize
+from core.models.loading import Preprocess
 from core.evaluation.metrics import COCO_IOUS, duplicates_and_false_positives, mean_average_precision
 from core.demo.scenes import CLASSES, SCENE_SIZES, SCENE_VERSION, make_scene
 from core.params import THRESHOLD
@@ -108,14 +107,14 @@ def new_demo_model(resume: Path | None = None, feature_stage: str | None = None)
 
 
 def scene_batch(seeds, device, version: int = SCENE_VERSION, side: int | None = None) -> tuple[torch.Tensor, list[dict]]:
-    """Scenes as a normalised batch, resized to `side` px the way the image processor resizes
-    (PIL bilinear), with their targets (boxes are relative, so they do not change)."""
+    """Scenes as a batch made by the app's own pre-processing at `side` px (default: the scene size),
+    with their targets (boxes are relative, so they do not change)."""
+    side = side or SCENE_SIZES[version]
+    preprocess = Preprocess(shortest_edge=side, longest_edge=4 * side)
     images, labels = [], []
     for s in seeds:
         image, truth = make_scene(int(s), version=version)
-        if side and side != image.width:
-            image = image.resize((side, side), Image.BILINEAR)
-        images.append(normalize(image))
+        images.append(preprocess(image)[0])
         boxes = torch.tensor([t["box"] for t in truth], dtype=torch.float32) / SCENE_SIZES[version]
         cxcywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
                               boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], dim=1)
