@@ -5,7 +5,7 @@ at 800 px, one no-grad forward and each page action, as seconds and as ratios to
                                       [--ig-steps N] [--ig-resolution PX] [--samples 30] [--trace]
 
 Per action: time to the first result a person sees (Integrated Gradients: its first early map;
-Compare: its first panels; MC-Dropout: the histograms of its first chunk of samples; the others:
+Compare: its first panels, with its first scores and its early ranking in its note; MC-Dropout: the histograms of its first chunk of samples; the others:
 their only result), time to the final result, and
 the process' peak resident set (VmHWM, reset after loading). Each action runs in a fresh process
 (one process' cached allocations cannot hide another's peak) after one warm-up forward; its
@@ -50,12 +50,17 @@ def worker(args) -> dict:
             loaded.model(pixel_values=pixels)
         times.append(time.perf_counter() - start)
     forward = statistics.median(times)
-    first, note, phase = [], "", ["until the first result"]
+    first, note, phase, scored_at = [], "", ["until the first result"], {}
 
     def mark(results):
         first or first.append(time.perf_counter() - start)
         stage = isinstance(results, dict) and results.get("stage")  # Compare's; other early results have none
         phase[0] = f"after {stage} of {len(results.get('methods', {}))} methods" if stage else "after an early result"
+        if stage == "scores":  # Compare's first scores, and its early ranking (every map scored, coarse or full)
+            scored = sum("scores" in m for m in results["methods"].values())
+            scored_at.setdefault("first", time.perf_counter() - start)
+            if scored == len(results["methods"]):
+                scored_at.setdefault("all", time.perf_counter() - start)
     ig = {k: v for k, v in (("steps", args.ig_steps), ("resolution", args.ig_resolution)) if v}
     exact = _reset_peak()
     stop_trace = _rss_by_phase(phase) if args.trace else None
@@ -80,7 +85,8 @@ def worker(args) -> dict:
         methods = default_methods(ig)
         compare(loaded, pixels, query, methods, image_size=image.size, progress=Reporter(partial=mark))
         note = ("default methods" + (f", IG {ig}" if ig else "") +
-                f"; curves {STEPS} steps; first panel: the joint pass's maps")
+                f"; curves {STEPS} steps; first panel: the joint pass's maps; first scores at "
+                f"{scored_at['first']:.1f} s, early ranking ({STEPS // 2} of {STEPS} steps) at {scored_at['all']:.1f} s")
     final = time.perf_counter() - start
     peak = _kib("VmHWM") if exact else None
     if stop_trace:

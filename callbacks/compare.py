@@ -13,7 +13,8 @@ from components.compare import (export_png, fmt, hover_grid, overlay, panel, pan
                                    ranking_rows, sanity_figure, score_line)
 from core import service
 from core.methods.explanation import Reporter
-from core.evaluation.compare import IG_DEFAULTS, METHODS, default_methods, jsonable, match_truth, normalise, summary
+from core.evaluation.compare import (CRITERIA, IG_DEFAULTS, METHODS, default_methods, jsonable, match_truth, normalise,
+                                     rank, summary)
 from core.models.detection import option_label
 from core.methods.registry import METHODS as REGISTRY
 
@@ -74,10 +75,10 @@ def run_comparison(set_progress, clicks, query, image, detections, layer, chosen
     job = early.Job(set_progress, ref, "compare")
 
     def partial(so_far):  # panels, scores, ranking as they come; the maps stay in the explanations' cache
-        scored = sum("scores" in m for m in so_far["methods"].values())
+        steps = [m["scores"]["steps"] for m in so_far["methods"].values() if "scores" in m]  # coarse, then full
         job.publish({**so_far, "methods": {n: {k: v for k, v in m.items() if k != "heatmap"}
                                            for n, m in so_far["methods"].items()}},
-                    so_far["stage"], len(so_far["methods"]), scored, stage=so_far["stage"])
+                    so_far["stage"], len(so_far["methods"]), len(steps), sum(steps), stage=so_far["stage"])
 
     def work():
         service.comparison(image["image_id"], query, methods, ref["gt_box"], Reporter(job.progress(_percent), partial))
@@ -121,7 +122,7 @@ def draw_comparison(ref, how, picked, image, detections):
 def comparison_view(result, ref, how, image, detections):
     """(panels, table rows, table style, info) of a comparison, or of one so far (a running job's
     early result, core.evaluation.compare: methods without a map get a waiting panel, maps without
-    scores a waiting line, and the table waits for the ranking)."""
+    scores a waiting line, and the table waits until every map has scores, early ones included)."""
     det = _detection(detections, ref["query"])
     picture = service.get_image(ref["image_id"])
     maps = normalised_maps(result, how or "minmax")
@@ -135,15 +136,21 @@ def comparison_view(result, ref, how, image, detections):
         m = result["methods"][name]
         fig = panel_figure(overlay(picture, maps[name]), image["width"], image["height"], names.index(name),
                               [LABELS[n] for n in names], grid, det["box"] if det else None, ref["gt_box"])
-        lines = [score_line(m["scores"]) if "scores" in m else "Scoring ..."]
+        lines = [score_line(m["scores"], result["steps"]) if "scores" in m else "Scoring ..."]
         lines += [ig_note(ref, m["info"])] if name == "ig" else []
         cells.append(panel(LABELS[name], fig, lines, {"type": ids.COMPARE_PANEL, "method": name}))
     title = option_label(det) if det else f"query {ref['query']}"
-    if "ranking" not in result:
-        scored = sum("scores" in m for m in result["methods"].values())
+    scores = {n: m["scores"] for n, m in result["methods"].items() if "scores" in m}
+    if "ranking" not in result and len(scores) < len(ref["methods"]):
         return cells, [], HIDDEN, [html.B(f"Comparing the methods for {title}: "), f"{len(maps)} of "
-                                   f"{len(ref['methods'])} maps, {scored} scored so far; the ranking comes last."]
-    scores = {n: m["scores"] for n, m in result["methods"].items()}
+                                   f"{len(ref['methods'])} maps, {len(scores)} scored so far; the ranking comes last."]
+    if "ranking" not in result:  # every map scored, some from their coarse curves only: an early ranking
+        coarse = min(s["steps"] for s in scores.values())
+        early_rows = ranking_rows(rank({n: {c: s[c] for c, _ in CRITERIA if c in s} for n, s in scores.items()}),
+                                  scores, LABELS)
+        return cells, early_rows, SHOWN, [html.B(f"Early ranking for {title}: "), f"scores from {coarse} of "
+                                          f"{result['steps']} deletion / insertion steps where a panel says "
+                                          "\"early\"; the final ranking comes as the full curves complete."]
     truth = (f" Scored against the true {det['label']} box too (IoU {ref['truth_iou']:.2f})."
              if ref["gt_box"] and det else "")
     h, w = next(iter(scores.values())).get("shape", ["?", "?"])

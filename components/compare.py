@@ -151,10 +151,13 @@ def fmt(value) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
-def score_line(scores: dict) -> str:
+def score_line(scores: dict, steps: int | None = None) -> str:
+    """A panel's scores; "early" while they come from coarser curves than the comparison's `steps`."""
     line = (f"deletion {fmt(scores['deletion_auc'])} ↓ · insertion {fmt(scores['insertion_auc'])} ↑ · "
             f"pointing {fmt(scores['pointing_game'])} ↑")
-    return line + (f" · truth {fmt(scores['pointing_game_gt'])} ↑" if "pointing_game_gt" in scores else "")
+    line += f" · truth {fmt(scores['pointing_game_gt'])} ↑" if "pointing_game_gt" in scores else ""
+    coarse = scores.get("steps", steps)
+    return line + (f" (early: {coarse} of {steps} steps)" if steps and coarse < steps else "")
 
 
 def panel(title: str, figure: go.Figure, lines: list[str], graph_id) -> html.Div:

@@ -37,20 +37,33 @@ def assert_same(a, b, path="result"):
         assert a == b, path
 
 
-def test_faithfulness_reports_each_maps_scores_as_its_curves_complete(tiny, rgb_image):
+def test_faithfulness_reports_coarse_scores_then_full_ones_as_the_curves_complete(tiny, rgb_image):
     x = tiny.pixel_values(rgb_image)
     rng = np.random.default_rng(0)
     maps = {name: rng.random((6, 8)) for name in ("a", "b", "c")}
     calls = []
-    # 4 steps: 3 inner images per curve, 6 per map, after the unperturbed image and the baseline; batches of 4
-    # end at 4, 8, 12, 16, 20 images: map a is complete after 8, b after 14 (batch to 16), c after 20
+    # 4 steps, coarse to fine: the unperturbed image and the baseline, then point 2 of each curve (2 images
+    # a map), then points 1 and 3 (4 a map). Batches of 4 end at 4, 8, 12, 16, 20 images: a's coarse
+    # curves are complete after 4, b's and c's after 8, then a's, b's, c's full ones after 12, 16, 20
     final = faithfulness_many(tiny, x, 2, maps, steps=4, batch_size=4, gt_box=[0, 0, 20, 20],
                               progress=Reporter(None, calls.append))
-    assert [list(c) for c in calls] == [["a"], ["a", "b"], ["a", "b", "c"]]
+    assert [{n: r["steps"] for n, r in c.items()} for c in calls] == [
+        {"a": 2}, {"a": 2, "b": 2, "c": 2}, {"a": 4, "b": 2, "c": 2}, {"a": 4, "b": 4, "c": 2}, {"a": 4, "b": 4, "c": 4}]
     for c in calls:
         for name, result in c.items():
-            assert_same(result, final[name])
+            if result["steps"] == 4:
+                assert_same(result, final[name])
     assert_same(final, faithfulness_many(tiny, x, 2, maps, steps=4, batch_size=4, gt_box=[0, 0, 20, 20]))
+
+
+def test_coarse_scores_are_exactly_those_of_a_run_with_half_the_steps(tiny, rgb_image):
+    x = tiny.pixel_values(rgb_image)
+    maps = {"a": np.random.default_rng(1).random((6, 8))}
+    calls = []  # one image a batch, so every image is scored alone in both runs
+    faithfulness_many(tiny, x, 2, maps, steps=6, batch_size=1, progress=Reporter(None, calls.append))
+    coarse = next(c["a"] for c in calls if c["a"]["steps"] == 3)
+    assert_same(coarse, faithfulness_many(tiny, x, 2, maps, steps=3, batch_size=1)["a"])
+    assert [c["a"]["steps"] for c in calls] == [3, 6]
 
 
 def test_compare_reports_maps_then_scores_then_the_ranking_and_the_result_is_the_same(tiny, rgb_image):
@@ -81,13 +94,16 @@ def test_compare_reports_maps_then_scores_then_the_ranking_and_the_result_is_the
             np.testing.assert_array_equal(m["heatmap"], plain["methods"][name]["heatmap"])
             assert m["info"] == plain["methods"][name]["info"] and m["params"] == plain["methods"][name]["params"]
     scores = [c for c in calls if c["stage"] == "scores"]
-    scored = [[n for n, m in c["methods"].items() if "scores" in m] for c in scores]
-    assert len(scores) >= 1 and scored[-1] == list(METHODS)
-    assert all(a == b[:len(a)] and len(a) < len(b) for a, b in zip(scored, scored[1:]))  # map by map, in order
+    # (method, curve steps) of the scored maps: coarse scores (2 of 4 steps) map by map, then full ones
+    scored = [[(n, m["scores"]["steps"]) for n, m in c["methods"].items() if "scores" in m] for c in scores]
+    assert len(scores) >= 2 and scored[-1] == [(n, 4) for n in METHODS]
+    assert all({n for n, _ in a} <= {n for n, _ in b} and sum(k for _, k in a) < sum(k for _, k in b)
+               for a, b in zip(scored, scored[1:]))
+    assert all(k in (2, 4) for s in scored for _, k in s)
     for c in scores:
         assert list(c["methods"]) == list(METHODS) and "ranking" not in c
         for name, m in c["methods"].items():
-            if "scores" in m:
+            if "scores" in m and m["scores"]["steps"] == 4:
                 assert_same(m["scores"], plain["methods"][name]["scores"])
     last = {k: v for k, v in calls[-1].items() if k != "stage"}
     assert_same(last, plain)
@@ -95,12 +111,16 @@ def test_compare_reports_maps_then_scores_then_the_ranking_and_the_result_is_the
 
 def test_compare_scores_arrive_map_by_map_when_batches_are_small(tiny, rgb_image, monkeypatch):
     import core.evaluation.faithfulness as faithfulness
-    monkeypatch.setattr(faithfulness, "BATCH", 4)  # four images a batch: every map's curves end in their own batch
+    monkeypatch.setattr(faithfulness, "BATCH", 4)  # four images a batch
     x = tiny.pixel_values(rgb_image)
     calls = []
     compare(tiny, x, 2, default_methods(FAST_IG), steps=4, progress=Reporter(None, calls.append))
-    scored = [sum("scores" in m for m in c["methods"].values()) for c in calls if c["stage"] == "scores"]
-    assert scored == list(range(1, len(METHODS) + 1))
+    scores = [[m["scores"]["steps"] for m in c["methods"].values() if "scores" in m]
+              for c in calls if c["stage"] == "scores"]
+    # 2 images a map's coarse curves, 4 more its full ones, after the 2 they share: batches of 4 complete
+    # the coarse scores of 1, 3, 5, 7 maps, then the full scores of one map a batch
+    assert [len(s) for s in scores] == [1, 3, 5, 7] + [len(METHODS)] * len(METHODS)
+    assert [s.count(4) for s in scores] == [0, 0, 0, 0] + list(range(1, len(METHODS) + 1))
 
 
 def test_mc_dropout_reports_the_samples_so_far_exactly_as_a_shorter_run(tiny, rgb_image):
@@ -163,6 +183,14 @@ def test_compare_job_shows_panels_then_scores_then_the_table(served, monkeypatch
     cells, rows, table_style, info = cb.draw_comparison_preview(maps_done, None, "minmax", 3, image, dets)
     assert sum("compare-panel" in c.className for c in cells) == n and table_style == cb.HIDDEN
     assert "deletion" in str(cells) and "ranking comes last" in str(info)
+    # every map scored from its coarse curves (10 of the 20 steps): an early ranking, said to be one
+    def steps(p):  # the curve steps behind each scored map of an early result
+        return [m["scores"]["steps"] for m in cache.store().get(p["preview"])["methods"].values() if "scores" in m]
+    coarse = next(p for p in previews if steps(p) == [10] * n)
+    cells, rows, table_style, info = cb.draw_comparison_preview(coarse, None, "minmax", 3, image, dets)
+    assert table_style == cb.SHOWN and len(rows) == n and "Early ranking" in str(info)
+    assert "scores from 10 of 20 deletion / insertion steps" in str(info)
+    assert str(cells).count("(early: 10 of 20 steps)") == n
     # the ranking's early result is the final view; once the final result is there, an early one draws nothing
     assert str(cb.draw_comparison_preview(previews[-1], None, "minmax", 3, image, dets)) == str(
         cb.draw_comparison(ref, "minmax", 3, image, dets))

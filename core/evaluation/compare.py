@@ -167,7 +167,7 @@ def _scores(r: dict, gt_box) -> dict:
               "pointing_game": r["pointing_game"],
               "deletion_auc_slot": r["deletion_auc"]["slot"],
               "insertion_auc_slot": r["insertion_auc"]["slot"],
-              "score": r["score"], "curves": r["curves"], "shape": r["shape"]}
+              "score": r["score"], "curves": r["curves"], "shape": r["shape"], "steps": r["steps"]}
     if gt_box is not None:
         scores["pointing_game_gt"] = r["pointing_game_gt"]
     return scores

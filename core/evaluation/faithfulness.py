@@ -75,44 +75,57 @@ def perturbation_curves_many(image: torch.Tensor, baseline: torch.Tensor, heatma
     Every curve starts or ends at the unperturbed image or at the baseline, the same for every map:
     those two are scored once; the maps' other images share batches (a comparison's forwards are
     ~90% of its cost, and batches of many images run several times faster per image on a CPU).
-    The maps' images go in map order, so a map's curves are complete before the next map's: a
-    Reporter's `partial` gets name -> curves of the maps complete so far, as they complete.
+    Coarse to fine, for results as they come: with an even number of steps every map's even points
+    go first (map by map), then the odd ones, so a Reporter's `partial` gets name -> curves of
+    steps // 2 steps for each map as its coarse points complete (exactly the curves a run of
+    steps // 2 gives), then the full curves. The final curves are the same either way.
     """
     H, W = image.shape[-2:]
-    counts = [round(k * H * W / steps) for k in range(steps + 1)][1:-1]
+    counts = [round(k * H * W / steps) for k in range(steps + 1)]  # pixels perturbed at each point
     ranks = {name: pixel_ranks(m, H, W).to(image.device) for name, m in heatmaps.items()}
-    jobs = [(None, "image", 0), (None, "baseline", 0)] + [
-        (name, mode, n) for name in heatmaps for mode in ("deletion", "insertion") for n in counts]
+    levels = [range(2, steps, 2), range(1, steps, 2)] if steps % 2 == 0 and steps >= 4 else [range(1, steps)]
+    ends = [(None, "image", 0), (None, "baseline", 0)]
+    jobs = ends + [(name, mode, k) for level in levels for name in heatmaps for k in level
+                   for mode in ("deletion", "insertion")]
 
-    def make(name, mode, n):
+    def make(name, mode, k):
         if name is None:
             return image[0] if mode == "image" else baseline[0]
-        top = ranks[name] < n
+        top = ranks[name] < counts[k]
         top_value, rest = (baseline[0], image[0]) if mode == "deletion" else (image[0], baseline[0])
         return torch.where(top, top_value, rest)
 
-    k, names, partial = len(counts), list(heatmaps), partial_of(progress)
+    scored, partial, shown = {}, partial_of(progress), {}
 
-    def curves(scores: np.ndarray, i: int) -> dict:
-        whole, none, inner = scores[0], scores[1], scores[2:]
-        deletion, insertion = inner[2 * i * k:(2 * i + 1) * k], inner[(2 * i + 1) * k:(2 * i + 2) * k]
-        return {"deletion": np.concatenate([whole[None], deletion, none[None]]),
-                "insertion": np.concatenate([none[None], insertion, whole[None]])}
+    def points(name) -> list[int]:
+        """The points of `name`'s finest complete level (with both ends); [] before the coarsest."""
+        done = []
+        for level in levels:
+            if not all((name, mode, k) in scored for k in level for mode in ("deletion", "insertion")):
+                break
+            done += level
+        return sorted({0, steps, *done}) if done or not levels[0] else []
 
-    scores, ready = [], {}
+    def curves(name, at: list[int]) -> dict:
+        def score(mode, k):
+            if k in (0, steps):
+                return scored[(None, "image" if (k == 0) == (mode == "deletion") else "baseline", 0)]
+            return scored[(name, mode, k)]
+        return {mode: np.stack([score(mode, k) for k in at]) for mode in ("deletion", "insertion")}
+
     for start in range(0, len(jobs), batch_size):
-        batch = torch.stack([make(*job) for job in jobs[start:start + batch_size]])
+        part = jobs[start:start + batch_size]
+        batch = torch.stack([make(*job) for job in part])
         with torch.inference_mode():
-            scores.append(np.asarray(torch.as_tensor(score_fn(batch)).float().cpu()))
+            scored.update(zip(part, np.asarray(torch.as_tensor(score_fn(batch)).float().cpu())))
         if progress:
-            progress(min(start + batch_size, len(jobs)), len(jobs))
-        complete = len(names) if k == 0 else min(len(names), (min(start + batch_size, len(jobs)) - 2) // (2 * k))
-        if partial and complete > len(ready):
-            so_far = np.concatenate(scores)
-            ready.update({names[i]: curves(so_far, i) for i in range(len(ready), complete)})
-            partial(dict(ready))
-    scores = np.concatenate(scores)
-    return {name: curves(scores, i) for i, name in enumerate(names)}
+            progress(start + len(part), len(jobs))
+        if partial and all(end in scored for end in ends):
+            now = {name: points(name) for name in heatmaps}
+            if any(len(p) > len(shown.get(name, [])) for name, p in now.items()):
+                shown = {name: p for name, p in now.items() if p}
+                partial({name: curves(name, p) for name, p in shown.items()})
+    return {name: curves(name, list(range(steps + 1))) for name in heatmaps}
 
 
 def auc(curve, reference: float) -> float:
@@ -186,7 +199,8 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
                       batch_size: int | None = None, progress: Progress | None = None) -> dict:
     """`faithfulness` of several maps (name -> map) of one detection: name -> result; their
     perturbed images share batches (perturbation_curves_many). A Reporter's `partial` gets name ->
-    result of the maps scored so far, as each map's curves complete."""
+    result of the maps scored so far, as each map's coarse curves and then its full ones complete
+    (a result's "steps" says which)."""
     image_size = image_size or tuple(pixel_values.shape[-1:-3:-1])  # (width, height) of the model input
     pixel_values = resize(pixel_values, RESOLUTION)
     H, W = pixel_values.shape[-2:]
@@ -199,7 +213,8 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
     def result_of(name: str, curves: dict) -> dict:
         heatmap = heatmaps[name]
         initial = curves["deletion"][0]
-        result = {"steps": steps, "shape": [int(H), int(W)], "baseline": baseline, "class_index": class_index,
+        result = {"steps": len(curves["deletion"]) - 1, "shape": [int(H), int(W)], "baseline": baseline,
+                  "class_index": class_index,
                   "score": float(initial[0]),
                   "curves": {mode: {"slot": c[:, 0].tolist(), "matched": c[:, 1].tolist()}
                              for mode, c in curves.items()},
@@ -212,9 +227,10 @@ def faithfulness_many(loaded, pixel_values: torch.Tensor, query: int, heatmaps: 
         return result
 
     partial, done = partial_of(progress), {}
-    if partial:  # each map's result once, when its curves complete
+    if partial:  # each map's result when its coarse curves complete, and again with the full ones
         def scored(ready: dict) -> None:
-            done.update({name: result_of(name, c) for name, c in ready.items() if name not in done})
+            done.update({name: result_of(name, c) for name, c in ready.items()
+                         if name not in done or done[name]["steps"] < len(c["deletion"]) - 1})
             partial(dict(done))
         progress = Reporter(progress, scored)
     all_curves = perturbation_curves_many(pixel_values, removal_baseline(loaded, pixel_values, baseline), heatmaps,
