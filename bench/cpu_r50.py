@@ -5,9 +5,9 @@ at 800 px, one no-grad forward and each page action, as seconds and as ratios to
                                       [--ig-steps N] [--ig-resolution PX] [--samples 30] [--trace]
 
 Per action: time to the first result a person sees (Integrated Gradients: its first early map;
-Compare: its first panels, with its first scores and its early ranking in its note; MC-Dropout: the histograms of its first chunk of samples; the others:
-their only result), time to the final result, and
-the process' peak resident set (VmHWM, reset after loading). Each action runs in a fresh process
+Compare: its first panels, with its first scores and its early ranking in its note; MC-Dropout: the
+histograms of its first chunk of samples; the others: their only result), time to the final result,
+and the process' peak resident set (VmHWM, reset after loading). Each action runs in a fresh process
 (one process' cached allocations cannot hide another's peak) after one warm-up forward; its
 ratios use the forward measured in the same process. IG runs at its declared defaults unless
 --ig-steps / --ig-resolution say otherwise (printed in the table).

@@ -13,8 +13,8 @@ from components.compare import (export_png, fmt, hover_grid, overlay, panel, pan
                                    ranking_rows, sanity_figure, score_line)
 from core import service
 from core.methods.explanation import Reporter
-from core.evaluation.compare import (CRITERIA, IG_DEFAULTS, METHODS, default_methods, jsonable, match_truth, normalise,
-                                     rank, summary)
+from core.evaluation.compare import (IG_DEFAULTS, METHODS, default_methods, jsonable, match_truth, normalise, rank,
+                                     summary)
 from core.models.detection import option_label
 from core.methods.registry import METHODS as REGISTRY
 
@@ -143,14 +143,13 @@ def comparison_view(result, ref, how, image, detections):
     scores = {n: m["scores"] for n, m in result["methods"].items() if "scores" in m}
     if "ranking" not in result and len(scores) < len(ref["methods"]):
         return cells, [], HIDDEN, [html.B(f"Comparing the methods for {title}: "), f"{len(maps)} of "
-                                   f"{len(ref['methods'])} maps, {len(scores)} scored so far; the ranking comes last."]
+                                   f"{len(ref['methods'])} maps, {len(scores)} scored so far; the ranking comes "
+                                   "once every map is scored."]
     if "ranking" not in result:  # every map scored, some from their coarse curves only: an early ranking
         coarse = min(s["steps"] for s in scores.values())
-        early_rows = ranking_rows(rank({n: {c: s[c] for c, _ in CRITERIA if c in s} for n, s in scores.items()}),
-                                  scores, LABELS)
-        return cells, early_rows, SHOWN, [html.B(f"Early ranking for {title}: "), f"scores from {coarse} of "
-                                          f"{result['steps']} deletion / insertion steps where a panel says "
-                                          "\"early\"; the final ranking comes as the full curves complete."]
+        info = [html.B(f"Early ranking for {title}: "), f"scores from {coarse} of {result['steps']} deletion / "
+                "insertion steps where a panel says \"early\"; the final ranking comes as the full curves complete."]
+        return cells, ranking_rows(rank(scores), scores, LABELS), SHOWN, info
     truth = (f" Scored against the true {det['label']} box too (IoU {ref['truth_iou']:.2f})."
              if ref["gt_box"] and det else "")
     h, w = next(iter(scores.values())).get("shape", ["?", "?"])
@@ -268,11 +267,11 @@ def register(app, settings) -> None:
     app.callback(*[Output(i, prop) for i, prop in view],
                  Input(ids.COMPARE_RESULT, "data"), Input(ids.COMPARE_NORM, "value"), Input(ids.PICKER, "value"),
                  State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"), prevent_initial_call=True)(draw_comparison)
-    early.register(app, (ids.COMPARE_PREVIEW, ids.COMPARE_PREVIEW_SHOWN, ids.COMPARE_PREVIEW_VIEW),
-                   ids.COMPARE_RESULT, REQUEST, view,
+    early.register(app, (ids.COMPARE_PREVIEW, ids.COMPARE_PREVIEW_SHOWN, ids.COMPARE_PREVIEW_VIEW,
+                         ids.COMPARE_CANCELLED), ids.COMPARE_RESULT, REQUEST, view,
                    [State(ids.COMPARE_RESULT, "data"), State(ids.COMPARE_NORM, "value"), State(ids.PICKER, "value"),
-                    State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data")], draw_comparison_preview)
-    early.note_cancel(app, ids.COMPARE_CANCEL, ids.COMPARE_INFO)
+                    State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data")], draw_comparison_preview,
+                   ids.COMPARE_CANCEL, ids.COMPARE_INFO)
     app.callback(Output(ids.SANITY_RESULT, "data"), Input(ids.SANITY, "n_clicks"), *JOB_STATES,
                  **job_options(ids.SANITY, ids.SANITY_CANCEL, ids.SANITY_PROGRESS))(run_sanity)
     app.callback(Output(ids.SANITY_FIGURE, "figure"), Output(ids.SANITY_FIGURE, "style"), Output(ids.SANITY_INFO, "children"),

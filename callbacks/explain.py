@@ -210,12 +210,12 @@ def register(app, settings) -> None:
                  *[State(i, "value") for i in (ids.MC_SAMPLES, ids.MC_DROPOUT, ids.MC_SEED, ids.MC_IDENTITY)],
                  **early.job_options_with_preview(ids.EXPLAIN, ids.EXPLAIN_CANCEL, ids.EXPLAIN_PROGRESS,
                                                   ids.EXPLAIN_PREVIEW))(explain)
-    early.register(app, (ids.EXPLAIN_PREVIEW, ids.EXPLAIN_PREVIEW_SHOWN, ids.EXPLAIN_PREVIEW_VIEW),
-                   ids.EXPLAIN_RESULT, REQUEST, [(ids.EXPLAIN_FIGURE, "figure"), (ids.EXPLAIN_FIGURE, "style"),
+    early.register(app, (ids.EXPLAIN_PREVIEW, ids.EXPLAIN_PREVIEW_SHOWN, ids.EXPLAIN_PREVIEW_VIEW,
+                         ids.EXPLAIN_CANCELLED), ids.EXPLAIN_RESULT, REQUEST, [(ids.EXPLAIN_FIGURE, "figure"), (ids.EXPLAIN_FIGURE, "style"),
                                                  (ids.EXPLAIN_INFO, "children"), (f"{ids.EXPLAIN_STD_FIGURE}-col", "style")],
                    [State(ids.EXPLAIN_RESULT, "data"), State(ids.OPACITY, "value"), State(ids.IG_ABSOLUTE, "value"),
-                    State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data")], draw_preview)
-    early.note_cancel(app, ids.EXPLAIN_CANCEL, ids.EXPLAIN_INFO)
+                    State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data")], draw_preview,
+                   ids.EXPLAIN_CANCEL, ids.EXPLAIN_INFO)
 
     def draw(result, *rest):
         variants, (opacity, absolute, image, detections) = rest[:len(variant_ids)], rest[len(variant_ids):]

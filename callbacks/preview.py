@@ -26,11 +26,13 @@ SHOW_NEW = """function(preview, shown) {
 }"""
 KEEP = {"no_update": True}  # an output the drawing leaves as it is (dash's no_update is not JSON)
 # a drawing reaches the page unless the final result (or error) of the same run is already there: a
-# reference first seen in the poll that brings a job's end must not cover it. Requests carry "run"
-# (the button's n_clicks): the same for an error answered for that job, new for a retry.
-SHOW_UNLESS_FINAL = """function(view, result) {
+# reference first seen in the poll that brings a job's end must not cover it; nor one of a run the person
+# cancelled: drawn after the cancel, it would cover the note that says so. Requests carry "run" (the
+# button's n_clicks): the same for an error answered for that job, new for a retry.
+SHOW_UNLESS_FINAL = """function(view, result, cancelled) {
     const keep = window.dash_clientside.no_update, keys = %s, n = %d;
-    if (!view || (result && keys.every(k => JSON.stringify(result[k]) === JSON.stringify(view.request[k])))) {
+    const same = r => !!r && keys.every(k => JSON.stringify(r[k]) === JSON.stringify(view.request[k]));
+    if (!view || same(result) || same(cancelled)) {
         return Array(n).fill(keep);
     }
     return view.outputs.map(v => (v && v.no_update === true && Object.keys(v).length === 1) ? keep : v);
@@ -79,14 +81,16 @@ def early_result(preview, image, result, request: tuple[str, ...]):
     return cache.store().get(preview["preview"])
 
 
-def register(app, stores: tuple[str, str, str], result: str, request: tuple[str, ...], outputs: list,
-             states: list, draw) -> None:
-    """Wires the browser side. stores: (preview, shown, view) store ids; each new reference in
-    `preview` goes once into `shown`; draw(shown reference, *states) returns the values of `outputs`
-    ((component id, property) pairs, which the job's final result draws too) into `view`; from
-    there they reach the page unless `result` (the job's output) holds the final result of the same
-    `request` (its keys in the reference)."""
-    preview, shown, view = stores
+def register(app, stores: tuple[str, str, str, str], result: str, request: tuple[str, ...], outputs: list,
+             states: list, draw, cancel: str, info: str) -> None:
+    """Wires the browser side. stores: (preview, shown, view, cancelled) store ids; each new reference
+    in `preview` goes once into `shown`; draw(shown reference, *states) returns the values of
+    `outputs` ((component id, property) pairs, which the job's final result draws too) into `view`;
+    from there they reach the page unless `result` (the job's output) holds the final result of the
+    same `request` (its keys in the reference), or `cancelled` that request. A click on `cancel`
+    says so under the job's text in `info` (early results on screen stay, and are not final) and
+    puts the latest reference's request into `cancelled`."""
+    preview, shown, view, cancelled = stores
 
     def drawing(reference, *values):
         out = draw(reference, *values)
@@ -98,13 +102,11 @@ def register(app, stores: tuple[str, str, str], result: str, request: tuple[str,
     app.callback(Output(view, "data"), Input(shown, "data"), *states, prevent_initial_call=True)(drawing)
     app.clientside_callback(SHOW_UNLESS_FINAL % (json.dumps(list(request)), len(outputs)),
                             *[Output(i, prop, allow_duplicate=True) for i, prop in outputs],
-                            Input(view, "data"), State(result, "data"), prevent_initial_call=True)
+                            Input(view, "data"), State(result, "data"), State(cancelled, "data"),
+                            prevent_initial_call=True)
 
-
-def note_cancel(app, cancel: str, info: str) -> None:
-    """A Cancel click says so under the job's text: early results on screen stay, and are not final."""
-    def cancelled(_clicks, children):
+    def note_cancel(_clicks, children, latest):
         children = children if isinstance(children, list) else [children] if children else []
-        return [*children, html.Div(CANCELLED, className="text-muted")]
-    app.callback(Output(info, "children", allow_duplicate=True), Input(cancel, "n_clicks"),
-                 State(info, "children"), prevent_initial_call=True)(cancelled)
+        return [*children, html.Div(CANCELLED, className="text-muted")], latest and {k: latest.get(k) for k in request}
+    app.callback(Output(info, "children", allow_duplicate=True), Output(cancelled, "data"), Input(cancel, "n_clicks"),
+                 State(info, "children"), State(preview, "data"), prevent_initial_call=True)(note_cancel)

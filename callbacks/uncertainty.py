@@ -141,8 +141,8 @@ def register(app, settings) -> None:
                  Input(ids.MC_RESULT, "data"), Input(ids.THRESHOLD, "value"), Input(ids.PICKER, "value"),
                  Input(ids.MC_IDENTITY, "value"), State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data"),
                  prevent_initial_call=True)(draw_uncertainty)
-    early.register(app, (ids.MC_PREVIEW, ids.MC_PREVIEW_SHOWN, ids.MC_PREVIEW_VIEW), ids.MC_RESULT, REQUEST, view,
-                   [State(ids.MC_RESULT, "data"), State(ids.THRESHOLD, "value"), State(ids.PICKER, "value"),
-                    State(ids.MC_IDENTITY, "value"), State(ids.IMAGE_STORE, "data"),
-                    State(ids.DETECTIONS_STORE, "data")], draw_uncertainty_preview)
-    early.note_cancel(app, ids.MC_CANCEL, ids.MC_INFO)
+    early.register(app, (ids.MC_PREVIEW, ids.MC_PREVIEW_SHOWN, ids.MC_PREVIEW_VIEW, ids.MC_CANCELLED), ids.MC_RESULT,
+                   REQUEST, view, [State(ids.MC_RESULT, "data"), State(ids.THRESHOLD, "value"),
+                                   State(ids.PICKER, "value"), State(ids.MC_IDENTITY, "value"),
+                                   State(ids.IMAGE_STORE, "data"), State(ids.DETECTIONS_STORE, "data")],
+                   draw_uncertainty_preview, ids.MC_CANCEL, ids.MC_INFO)

@@ -86,7 +86,7 @@ def compare_panel(normalisations: dict[str, str]):
                       ids.caption_id(ids.SANITY_FIGURE), "Sanity check"),
             dcc.Store(id=ids.COMPARE_RESULT), dcc.Store(id=ids.SANITY_RESULT), dcc.Store(id=ids.COMPARE_IG_CHOSEN),
             dcc.Store(id=ids.COMPARE_PREVIEW), dcc.Store(id=ids.COMPARE_PREVIEW_SHOWN),
-            dcc.Store(id=ids.COMPARE_PREVIEW_VIEW),
+            dcc.Store(id=ids.COMPARE_PREVIEW_VIEW), dcc.Store(id=ids.COMPARE_CANCELLED),
             dcc.Download(id=ids.COMPARE_DOWNLOAD_PNG), dcc.Download(id=ids.COMPARE_DOWNLOAD_JSON),
         ]),
     ], className="mb-3")

@@ -77,6 +77,6 @@ def explain_panel():
                                        ids.caption_id(ids.EXPLAIN_STD_FIGURE), "Map spread over the MC-Dropout samples"),
                              id=f"{ids.EXPLAIN_STD_FIGURE}-col", style={"display": "none"})]),
             dcc.Store(id=ids.EXPLAIN_RESULT), dcc.Store(id=ids.EXPLAIN_PREVIEW), dcc.Store(id=ids.EXPLAIN_PREVIEW_SHOWN),
-            dcc.Store(id=ids.EXPLAIN_PREVIEW_VIEW),
+            dcc.Store(id=ids.EXPLAIN_PREVIEW_VIEW), dcc.Store(id=ids.EXPLAIN_CANCELLED),
         ]),
     ], className="mb-3")

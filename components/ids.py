@@ -50,6 +50,7 @@ EXPLAIN_STD_FIGURE = "explain-std-figure"
 EXPLAIN_PREVIEW = "explain-preview"  # early maps of a running job (progress output)
 EXPLAIN_PREVIEW_SHOWN = "explain-preview-shown"  # the same, each new one once
 EXPLAIN_PREVIEW_VIEW = "explain-preview-view"  # its drawing, for the page unless the final map is there
+EXPLAIN_CANCELLED = "explain-cancelled"  # the request of the run the person cancelled: its drawings stay away
 
 # compare view
 COMPARE = "compare"
@@ -66,6 +67,7 @@ COMPARE_IG_CHOSEN = "compare-ig-chosen"  # which IG controls the person has touc
 COMPARE_PREVIEW = "compare-preview"     # a running comparison's results so far (progress output)
 COMPARE_PREVIEW_SHOWN = "compare-preview-shown"  # the same, each new one once
 COMPARE_PREVIEW_VIEW = "compare-preview-view"  # its drawing, for the page unless the final result is there
+COMPARE_CANCELLED = "compare-cancelled"  # the request of the run the person cancelled: its drawings stay away
 COMPARE_EXPORT_PNG = "compare-export-png"
 COMPARE_EXPORT_JSON = "compare-export-json"
 COMPARE_DOWNLOAD_PNG = "compare-download-png"
@@ -111,6 +113,7 @@ MC_STATS = "uncertainty-stats"
 MC_PREVIEW = "mc-preview"             # a running MC-Dropout job's samples so far (progress output)
 MC_PREVIEW_SHOWN = "mc-preview-shown"  # the same, each new one once
 MC_PREVIEW_VIEW = "mc-preview-view"    # its drawing, for the page unless the final result is there
+MC_CANCELLED = "mc-cancelled"          # the request of the run the person cancelled: its drawings stay away
 
 # shareable link (callbacks/links.py)
 LOCATION = "location"

@@ -94,7 +94,7 @@ def uncertainty_panel():
                 dbc.Col(html.Div(id=ids.MC_STATS), md=6),
             ], id=ids.MC_DETAIL, style={"display": "none"}, className="mt-2"),
             dcc.Store(id=ids.MC_RESULT), dcc.Store(id=ids.MC_PREVIEW), dcc.Store(id=ids.MC_PREVIEW_SHOWN),
-            dcc.Store(id=ids.MC_PREVIEW_VIEW),
+            dcc.Store(id=ids.MC_PREVIEW_VIEW), dcc.Store(id=ids.MC_CANCELLED),
         ]),
     ], className="mb-3")
 

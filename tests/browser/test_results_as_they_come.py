@@ -62,7 +62,8 @@ def test_compare_results_appear_while_the_job_runs_and_cancel_stops_it(dash_duo,
         return s["running"] and s["plots"] == N and "Scoring ..." in s["grid"] and s
     early = wait_until(seen, lambda: f"no {stage} while the job ran: {_compare_state(dash_duo)}", timeout=120)
     assert early["plots"] + early["pending"] == N and not early["table"], early
-    assert "ranking comes last" in early["info"] and (early["pending"] >= 1 if stage == "maps" else True), early
+    assert "ranking comes once every map is scored" in early["info"], early
+    assert early["pending"] >= 1 if stage == "maps" else True, early
     if stage == "scores":  # every map's coarse curves (10 of 20 steps) first: an early ranking, said to be one
         ranked = wait_until(lambda: (lambda s: s["running"] and s["table"] and s)(_compare_state(dash_duo)),
                             lambda: f"no early ranking while the job ran: {_compare_state(dash_duo)}", timeout=120)
@@ -120,9 +121,10 @@ def test_uncertainty_histograms_update_before_the_job_ends(dash_duo, dashboard, 
     assert dash_duo.find_element("#uncertainty-info").text.startswith("100 samples at dropout")
 
 
-def test_an_early_drawing_never_covers_the_final_result(dash_duo, dashboard):
+def test_an_early_drawing_never_covers_the_final_result_or_a_cancel(dash_duo, dashboard):
     """The page-side gate (callbacks/preview.py) as the browser runs it: a drawing of an early result that
-    arrives once the job's final result is in the browser is dropped, else it is shown."""
+    arrives once the job's final result is in the browser, or once the person cancelled that run, is
+    dropped, else it is shown."""
     import json as json_
 
     from callbacks.preview import KEEP, SHOW_UNLESS_FINAL
@@ -132,10 +134,13 @@ def test_an_early_drawing_never_covers_the_final_result(dash_duo, dashboard):
     view = {"request": {"image_id": "a", "samples": 30, "run": 1},
             "outputs": [{"data": []}, KEEP, "So far 8 of 30 samples"]}
     run = ("const f = new Function('return ' + arguments[0])(); const keep = window.dash_clientside.no_update;"
-           "return f(arguments[1], arguments[2]).map(v => v === keep ? 'KEEP' : v);")
+           "return f(arguments[1], arguments[2], arguments[3]).map(v => v === keep ? 'KEEP' : v);")
     final = {"image_id": "a", "samples": 30, "model": "demo", "run": 1}
+    shown = [{"data": []}, "KEEP", "So far 8 of 30 samples"]
     for end in (final, {**final, "error": "stopped"}):  # the run's end, its error included (a killed job)
-        assert dash_duo.driver.execute_script(run, gate, view, end) == ["KEEP"] * 3, end
+        assert dash_duo.driver.execute_script(run, gate, view, end, None) == ["KEEP"] * 3, end
     for result in (None, {**final, "samples": 10}, {**final, "error": "stopped", "run": 0}, {**final, "image_id": "b"}):
-        assert dash_duo.driver.execute_script(run, gate, view, result) == [{"data": []}, "KEEP",
-                                                                           "So far 8 of 30 samples"], result
+        assert dash_duo.driver.execute_script(run, gate, view, result, None) == shown, result
+    # the request the Cancel click stored: that run's drawings stay away, another run's are shown
+    assert dash_duo.driver.execute_script(run, gate, view, None, view["request"]) == ["KEEP"] * 3
+    assert dash_duo.driver.execute_script(run, gate, view, None, {**view["request"], "run": 0}) == shown
