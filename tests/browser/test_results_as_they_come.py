@@ -106,7 +106,8 @@ def test_uncertainty_histograms_update_before_the_job_ends(dash_duo, dashboard, 
         running = _shown(dash_duo, "#mc-progress")
         info = dash_duo.find_element("#uncertainty-info").text
         bars = [t for t in traces(dash_duo, "uncertainty-figure") if (t["name"] or "").startswith("hist-")]
-        return running and "So far" in info and bars and (info, bars)
+        steady = dash_duo.find_element("#uncertainty-info").text == info  # no chunk drawn between the reads
+        return running and steady and "So far" in info and bars and (info, bars)
     info, bars = wait_until(partial, "no histogram before the MC-Dropout job ended", timeout=120)
     drawn = int(info.split("So far ")[1].split(" of")[0])
     assert 0 < drawn < 100 and "of 100 samples" in info
