@@ -109,7 +109,7 @@ def cmd_train_demo(args) -> int:
                    device=args.device, resume=Path(args.resume) if args.resume else None,
                    first_seed=args.first_seed, scene_version=args.scene_version,
                    eos_coefficient=args.eos_coefficient, giou_coefficient=args.giou_coefficient,
-                   feature_stage=args.feature_stage, input_size=args.input_size, log=lambda line: print(line, flush=True))
+                   feature_stage=args.feature_stage, input_size=args.input_size, no_dropout=args.no_dropout, log=lambda line: print(line, flush=True))
     print(json.dumps(result))
     return EXIT_OK
 
@@ -378,6 +378,9 @@ def add_all(sub) -> None:
     p.add_argument("--input-size", type=int, default=None,
                    help="the model's input side in px, 64..1024: scenes are resized to it and the saved "
                         "pre-processing config resizes every image to it (default: the scenes' size)")
+    p.add_argument("--no-dropout", action="store_true",
+                   help="train the model as it is served: dropout off and the backbone's batch-norm frozen "
+                        "(a last stage; the config keeps its dropout rate for MC-Dropout)")
     p.set_defaults(func=cmd_train_demo)
 
     p = sub.add_parser("explain", help="explain one detection with one method")

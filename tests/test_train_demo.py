@@ -168,3 +168,29 @@ def test_train_demo_refuses_an_input_size_out_of_range(side, tmp_path, capsys):
     assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "1", "--input-size", side]) == 2
     assert "--input-size must be in 64..1024" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("no_dropout", [False, True])
+def test_train_demo_no_dropout_trains_the_model_as_it_is_served(no_dropout, tmp_path, capsys):
+    """--no-dropout: every module runs in inference mode in the training forwards (dropout off, the
+    frozen batch-norm's statistics kept), the weights still learn, and the saved config keeps the
+    dropout rate MC-Dropout samples with. Without it, the forwards run in training mode."""
+    from safetensors.torch import load_file
+    modes = set()
+    def record(module, args):  # the model's modules, not the loss's (a new DetrLoss module each call)
+        if not type(module).__module__.startswith("transformers.loss"):
+            modes.add(module.training)
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        assert main(["train-demo", "--out", str(tmp_path / "m"), "--resume", str(DEMO_DIR), "--steps", "1",
+                     "--batch", "2", "--eval-every", "5", "--device", "cpu"]
+                    + ["--no-dropout"] * no_dropout) == 0
+    finally:
+        hook.remove()
+    assert modes == ({False} if no_dropout else {True, False})  # False alone would mean no training forward
+    assert ("dropout off and batch-norm frozen" in capsys.readouterr().out) == no_dropout
+    before, after = load_file(DEMO_DIR / "model.safetensors"), load_file(tmp_path / "m" / "model.safetensors")
+    statistics = [k for k in before if "backbone" in k and k.endswith(("running_mean", "running_var"))]
+    assert statistics and all(torch.equal(before[k], after[k]) for k in statistics) == no_dropout
+    assert not torch.equal(before["class_labels_classifier.weight"], after["class_labels_classifier.weight"])
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["dropout"] == 0.1
