@@ -103,9 +103,13 @@ def cmd_train_demo(args) -> int:
     if args.input_size is not None and not 64 <= args.input_size <= 1024:
         print("error: --input-size must be in 64..1024 px", file=sys.stderr)
         return EXIT_USAGE
+    if not 0 <= args.warmup <= args.steps:
+        print("error: --warmup must be in 0..--steps", file=sys.stderr)
+        return EXIT_USAGE
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
+    result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
+                   eval_every=args.eval_every,
                    device=args.device, resume=Path(args.resume) if args.resume else None,
                    first_seed=args.first_seed, scene_version=args.scene_version,
                    eos_coefficient=args.eos_coefficient, giou_coefficient=args.giou_coefficient,
@@ -360,6 +364,8 @@ def add_all(sub) -> None:
     p.add_argument("--steps", type=int, default=8000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=100,
+                   help="steps of linear learning-rate warm-up before the cosine decay (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

@@ -1,6 +1,7 @@
 """Training on version-2 scenes warm-started from the bundled model, and `evaluate-demo --json` on the result:
 issue 18's figures, a 256 px preprocessor, detection timed on one thread."""
 import json
+import math
 
 import pytest
 import torch
@@ -194,3 +195,22 @@ def test_train_demo_no_dropout_trains_the_model_as_it_is_served(no_dropout, tmp_
     assert statistics and all(torch.equal(before[k], after[k]) for k in statistics) == no_dropout
     assert not torch.equal(before["class_labels_classifier.weight"], after["class_labels_classifier.weight"])
     assert json.loads((tmp_path / "m" / "config.json").read_text())["dropout"] == 0.1
+
+
+def test_lr_factor_warms_up_linearly_then_decays_by_cosine():
+    from core.demo.train import lr_factor
+    assert lr_factor(0, 300, 30) == pytest.approx(1 / 30 * 0.5 * (1 + math.cos(0)))
+    assert lr_factor(29, 300, 30) == pytest.approx(0.5 * (1 + math.cos(math.pi * 29 / 300)))
+    assert lr_factor(150, 300, 30) == pytest.approx(0.5)
+    assert lr_factor(0, 300, 0) == 1.0 and lr_factor(300, 300, 0) == pytest.approx(0.0)
+
+
+def test_train_demo_passes_warmup_and_refuses_it_out_of_range(tmp_path, capsys, monkeypatch):
+    import core.demo.train
+    seen = {}
+    monkeypatch.setattr(core.demo.train, "train", lambda out, **kw: seen.update(kw) or {})
+    assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "300", "--warmup", "30"]) == 0
+    assert seen["warmup"] == 30 and seen["steps"] == 300
+    for warmup in ("-1", "301"):
+        assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "300", "--warmup", warmup]) == 2
+        assert "--warmup must be in 0..--steps" in capsys.readouterr().err

@@ -157,6 +157,12 @@ def save_demo(model: DetrForObjectDetection, out: Path, size: int = SCENE_SIZES[
     write_preprocessor_config(out, shortest_edge=size, longest_edge=4 * size)
 
 
+def lr_factor(step: int, steps: int, warmup: int) -> float:
+    """The learning rate's factor before optimiser step `step` (0-based): linear warm-up over `warmup`
+    steps (none at 0), times a cosine decay to 0 at `steps`."""
+    return min(1.0, (step + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
 def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int = 100, eval_every: int = 500,
           eval_scenes: int = 200, device: str | None = None, resume: Path | None = None, first_seed: int = 0,
           scene_version: int = SCENE_VERSION, eos_coefficient: float | None = None,
@@ -183,8 +189,7 @@ def train(out: Path, steps: int, batch: int = 32, lr: float = 2e-4, warmup: int 
     if giou_coefficient is not None:
         model.config.giou_loss_coefficient = giou_coefficient
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
     log(f"demo DETR: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {steps} steps on {device}, "
         f"scenes v{scene_version} ({SCENE_SIZES[scene_version]} px, input {side} px), no-object weight {model.config.eos_coefficient}, "
         f"GIoU loss weight {model.config.giou_loss_coefficient}, features of "
