@@ -211,6 +211,5 @@ def test_train_demo_passes_warmup_and_refuses_it_out_of_range(tmp_path, capsys, 
     monkeypatch.setattr(core.demo.train, "train", lambda out, **kw: seen.update(kw) or {})
     assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "300", "--warmup", "30"]) == 0
     assert seen["warmup"] == 30 and seen["steps"] == 300
-    for warmup in ("-1", "301"):
-        assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "300", "--warmup", warmup]) == 2
-        assert "--warmup must be in 0..--steps" in capsys.readouterr().err
+    assert main(["train-demo", "--out", str(tmp_path / "m"), "--steps", "300", "--warmup", "-1"]) == 2
+    assert "--warmup must be 0 or more steps" in capsys.readouterr().err
