@@ -25,9 +25,9 @@ from core.methods.gradcam import as_map, forward_and_capture, layer_at, layer_ch
 from core.methods.targets import TARGETS, predicted_class, target_score
 
 PARAMS = (P.LAYER,)
-# measured (bench/pointing_game.py, bundled demo): ODAM's maximum in the detection's box for 0.907 and
-# 0.908 of 925 and 926 detections (two seed sets) at the output of the stage 3 back from the last (demo:
-# stage 1), 0.145 at the input projection
+# measured (bench/pointing_game.py, bundled demo): ODAM's maximum in the detection's box for 0.906 and
+# 0.916 of 911 and 917 detections (two seed sets) at the output of the stage 3 back from the last (demo:
+# stage 1), 0.153 / 0.135 at the input projection
 DEFAULT_LAYER = ("output", -3)
 # five backwards: as fast or faster from 256 px up (median 50 vs 60 ms at 256 px, bench/pointing_game.py
 # --odam-timing; DETR-R50 at 800 px 8.3 vs 11.0 s on 2 cores) with a lower peak (R50 800 px: the batched
