@@ -109,11 +109,12 @@ def cmd_train_demo(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = train(Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
-                   eval_every=args.eval_every,
-                   device=args.device, resume=Path(args.resume) if args.resume else None,
+                   eval_every=args.eval_every, device=args.device,
+                   resume=Path(args.resume) if args.resume else None,
                    first_seed=args.first_seed, scene_version=args.scene_version,
                    eos_coefficient=args.eos_coefficient, giou_coefficient=args.giou_coefficient,
-                   feature_stage=args.feature_stage, input_size=args.input_size, no_dropout=args.no_dropout, log=lambda line: print(line, flush=True))
+                   feature_stage=args.feature_stage, input_size=args.input_size, no_dropout=args.no_dropout,
+                   log=lambda line: print(line, flush=True))
     print(json.dumps(result))
     return EXIT_OK
 
