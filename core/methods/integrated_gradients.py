@@ -36,8 +36,8 @@ PARAMS = (
     P.Param("baseline", "choice", "blur", "What 'no signal' looks like: the path of Integrated Gradients starts there.",
             label="Baseline", choices=tuple(BASELINES)),
     # 28 steps: maps at rank correlation >= 0.91 with 32 steps' on every scene (bench/ig_fidelity.py: 50 demo
-    # scenes, min 0.941 per pixel, 0.914 per cell; v2 demo stage 0.977; R50 0.994) at 0.85-0.90x the time;
-    # 24 fell to 0.897. (On R50 at 800 px on 2 cores 32 steps took 66 s, over the minute a person waits.)
+    # scenes, min 0.941 per pixel, 0.914 per cell; bundled v2 demo 0.939 / 0.934; R50 0.994) at 0.85-0.90x
+    # the time; 24 fell to 0.897 on the v1 demo. (On R50 at 800 px on 2 cores 32 steps took 66 s, over the minute a person waits.)
     P.Param("steps", "int", 28, "Points on the path from baseline to image (each a forward and a backward pass); "
             "'auto' raises 50 -> 100 -> 200 -> 300 until the attributions add up to the score change within 5%.",
             label="Steps", min=1, max=1024, auto=True, presets=(8, 16, 28, 32, 50, 100, 200, 300)),
